@@ -1,0 +1,1 @@
+"""Janus SFU node: configuration templates and their renderer (package ``janus_node``)."""

@@ -1,0 +1,160 @@
+"""Start and stop the lab's real components as child processes, each with its own log file.
+
+``Component`` is the common life cycle (start, poll for readiness with a deadline, stop, log
+tail); ``JanusNode`` is one SFU node: Janus with a configuration rendered from the node's
+templates, run inside the lab's network namespace. Tests and the ``lab`` command both use these.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from janus_node import render as janus_render
+from lab.netns import NetNamespace
+from lab.readiness import NotReady, port_open, wait_until
+
+
+class ComponentError(RuntimeError):
+    """A component failed to start or died; the message ends with the tail of its log."""
+
+
+@dataclass
+class Component:
+    """One child process with a log file in ``workdir``."""
+
+    name: str
+    argv: Sequence[str]
+    workdir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    netns: NetNamespace | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        prefix = self.netns.exec_prefix() if self.netns else []
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [*prefix, *self.argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float = 15.0) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise ComponentError(f"{self.name} exited with {self.process and self.process.returncode}"
+                                     f"\n{self.log_tail()}")
+            return check()
+
+        try:
+            wait_until(ready, timeout=timeout, what=f"{self.name} ready")
+        except NotReady as exc:
+            raise ComponentError(f"{exc}\n{self.log_tail()}") from exc
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` s; return the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return f"({self.log_path} does not exist)"
+        return "\n".join(f"  {self.name}| {line}" for line in text[-lines:])
+
+
+@dataclass
+class JanusPorts:
+    """Where one node listens; nodes sharing a namespace get disjoint ports and RTP ranges."""
+
+    ws: int
+    admin: int
+    rtp_range: str
+
+    @classmethod
+    def for_index(cls, index: int) -> JanusPorts:
+        base = 20000 + 1000 * index
+        return cls(ws=8188 + index, admin=7088 + index, rtp_range=f"{base}-{base + 999}")
+
+
+class JanusNode(Component):
+    """A real Janus SFU node inside the lab namespace, configured from ``services/janus/templates``."""
+
+    def __init__(self, node_name: str, index: int, netns: NetNamespace, workdir: Path, *,
+                 admin_secret: str, extra_env: Mapping[str, str] | None = None) -> None:
+        self.node_name = node_name
+        self.ports = JanusPorts.for_index(index)
+        self.ip = netns.ns_ip
+        self.admin_secret = admin_secret
+        self.config_dir = workdir / node_name / "etc"
+        self.janus_env = {
+            "JANUS_NODE_NAME": node_name,
+            "JANUS_ADMIN_SECRET": admin_secret,
+            "JANUS_INTERFACE": netns.ns_ip,
+            "JANUS_ICE_ENFORCE_LIST": netns.ns_if,
+            "JANUS_WS_PORT": str(self.ports.ws),
+            "JANUS_WS_IP": netns.ns_ip,
+            "JANUS_ADMIN_PORT": str(self.ports.admin),
+            "JANUS_ADMIN_IP": netns.ns_ip,
+            "JANUS_RTP_PORT_RANGE": self.ports.rtp_range,
+            **(extra_env or {}),
+        }
+        super().__init__(name=node_name, argv=["janus", "-F", str(self.config_dir), "-o"],
+                         workdir=workdir, netns=netns)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.ip}:{self.ports.ws}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.ip}:{self.ports.admin}/admin"
+
+    def start(self) -> None:
+        janus_render.render(self.config_dir, self.janus_env)
+        super().start()
+
+    def start_and_wait(self, timeout: float = 15.0) -> None:
+        self.start()
+        self.wait_ready(lambda: port_open(self.ip, self.ports.ws) and port_open(self.ip, self.ports.admin),
+                        timeout=timeout)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv that runs one of the project's modules with the current interpreter."""
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,1 @@
+"""Signaling service: rooms, joins, JSEP relay to Janus, token auth, placement, metrics."""

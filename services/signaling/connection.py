@@ -1,0 +1,209 @@
+"""One client WebSocket on ``/ws/signaling``: rate limit, parsing, dispatch, bounded send queue.
+
+Nothing a client sends can take the process or another room down: every message is checked by
+``protocol.parse``, every failure becomes an error frame plus a metric, outgoing frames go
+through a bounded queue (a client that stops reading is closed with 1008 instead of growing
+memory), and the participant is removed from its room however the connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import websockets
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import CloseCode
+
+from signaling import protocol
+from signaling.janus import JanusError, JanusTimeout, JanusUnavailable
+from signaling.placement import NoNodeAvailable
+from signaling.protocol import ProtocolError
+from signaling.rooms import Participant
+from signaling.tokens import TokenRejected, verify
+
+if TYPE_CHECKING:
+    from signaling.server import SignalingServer
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class ClientConnection:
+    def __init__(self, server: SignalingServer, ws: ServerConnection) -> None:
+        self.server = server
+        self.ws = ws
+        self.metrics = server.metrics
+        config = server.config
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=config.send_queue)
+        self.bucket = TokenBucket(config.rate_limit, config.rate_burst)
+        self.participant: Participant | None = None
+        self._closing = False
+        self._last_rate_error = 0.0
+        self._handlers = {
+            "join": self._join, "publish": self._publish, "subscribe": self._subscribe, "answer": self._answer,
+            "candidate": self._candidate, "ice_state": self._ice_state, "leave": self._leave, "ping": self._ping,
+        }
+
+    # ---- sending ----------------------------------------------------------------------------
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue a frame without waiting; a full queue means the client is not reading."""
+        if self._closing:
+            return
+        try:
+            self.queue.put_nowait(json.dumps(frame))
+        except asyncio.QueueFull:
+            self._too_slow()
+            return
+        self.metrics.messages.labels(protocol.metric_type(frame.get("type")), "out").inc()
+
+    def _too_slow(self) -> None:
+        self._closing = True
+        self.metrics.protocol_errors.labels("slow_consumer").inc()
+        log.warning("closing a client that does not read (send queue of %d full)", self.queue.maxsize)
+        asyncio.get_running_loop().create_task(
+            self.ws.close(CloseCode.POLICY_VIOLATION, "slow_consumer: client is not reading its messages"))
+
+    async def _writer(self) -> None:
+        while True:
+            data = await self.queue.get()
+            await self.ws.send(data)
+
+    def _error(self, code: str, message: str, ref: object = None, **extra: Any) -> None:
+        self.send({**protocol.error_frame(code, message, ref), **extra})
+
+    # ---- receiving --------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.metrics.websockets_active.inc()
+        writer = asyncio.create_task(self._writer())
+        try:
+            async for frame in self.ws:
+                await self._on_frame(frame)
+        except websockets.ConnectionClosedError as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                self.metrics.protocol_errors.labels("message_too_big").inc()
+        finally:
+            self._closing = True
+            writer.cancel()
+            self.metrics.websockets_active.dec()
+            if self.participant is not None:
+                participant, self.participant = self.participant, None
+                await self.server.hub.leave(participant)
+
+    async def _on_frame(self, frame: str | bytes) -> None:
+        if not self.bucket.take():
+            self.metrics.protocol_errors.labels("rate_limited").inc()
+            now = time.monotonic()
+            if now - self._last_rate_error >= 1.0:  # one error frame per second, not one per message
+                self._last_rate_error = now
+                self._error("rate_limited", f"more than {self.server.config.rate_limit:g} messages/s: "
+                            "messages are being dropped")
+            return
+        try:
+            message = protocol.parse(frame)
+        except ProtocolError as exc:
+            self.metrics.messages.labels(exc.msg_type, "in").inc()
+            self.metrics.protocol_errors.labels(exc.reason).inc()
+            self._error(exc.reason, str(exc))
+            return
+        msg_type = message["type"]
+        self.metrics.messages.labels(msg_type, "in").inc()
+        ref = message.get("id")
+        try:
+            await self._handlers[msg_type](message, ref)
+        except ProtocolError as exc:
+            self.metrics.protocol_errors.labels(exc.reason).inc()
+            self._error(exc.reason, str(exc), ref)
+        except TokenRejected as exc:
+            self.metrics.auth_failures.labels(exc.reason).inc()
+            self._error("unauthorized", str(exc), ref, reason=exc.reason)
+        except NoNodeAvailable as exc:
+            self.metrics.protocol_errors.labels("sfu_unavailable").inc()
+            self._error("sfu_unavailable", str(exc), ref)
+        except JanusTimeout as exc:
+            self.metrics.protocol_errors.labels("sfu_timeout").inc()
+            self._error("sfu_timeout", f"the SFU did not answer in time: {exc}", ref)
+        except JanusUnavailable as exc:
+            self.metrics.protocol_errors.labels("sfu_unavailable").inc()
+            self._error("sfu_unavailable", str(exc), ref)
+        except JanusError as exc:
+            self.metrics.protocol_errors.labels("sfu_error").inc()
+            self._error("sfu_error", f"the SFU refused: {exc.reason}", ref)
+        except Exception:
+            log.exception("unexpected error handling %s", msg_type)
+            self.metrics.protocol_errors.labels("internal").inc()
+            self._error("internal", "internal error; the message was not processed", ref)
+
+    def _reply(self, frame: dict[str, Any], ref: object) -> None:
+        self.send({**frame, "id": ref} if ref is not None else frame)
+
+    def _joined(self) -> Participant:
+        if self.participant is None:
+            raise ProtocolError("not_joined", "join a room first")
+        return self.participant
+
+    # ---- message types ----------------------------------------------------------------------
+    async def _join(self, message: dict[str, Any], ref: object) -> None:
+        if self.participant is not None:
+            raise ProtocolError("already_joined", "this connection has joined a room already; leave first")
+        started = time.monotonic()
+        grant = verify(self.server.config.token_key, message.get("token"), room=message["room"])
+        participant = Participant(user=grant.user, role=message["role"],
+                                  display=message.get("display", grant.user)[:64], outbox=self.send)
+        self.participant = participant
+        try:
+            publishers = await self.server.hub.join(participant, message["room"])
+        except BaseException:
+            self.participant = None
+            raise
+        self.metrics.join_duration.observe(time.monotonic() - started)
+        self._reply({"type": "joined", "room": message["room"], "participant": participant.id,
+                     "feed": participant.feed_id, "role": participant.role, "publishers": publishers}, ref)
+
+    async def _publish(self, message: dict[str, Any], ref: object) -> None:
+        sdp = await self.server.hub.publish(self._joined(), message["sdp"])
+        self._reply({"type": "answer", "sdp": sdp}, ref)
+
+    async def _subscribe(self, message: dict[str, Any], ref: object) -> None:
+        sdp = await self.server.hub.subscribe(self._joined(), message["feed"])
+        self._reply({"type": "offer", "feed": message["feed"], "sdp": sdp}, ref)
+
+    async def _answer(self, message: dict[str, Any], ref: object) -> None:
+        await self.server.hub.answer(self._joined(), message["feed"], message["sdp"])
+        self._reply({"type": "subscribed", "feed": message["feed"]}, ref)
+
+    async def _candidate(self, message: dict[str, Any], ref: object) -> None:
+        await self.server.hub.candidate(self._joined(), message.get("feed"), message["candidate"])
+
+    async def _ice_state(self, message: dict[str, Any], ref: object) -> None:
+        self.server.hub.ice_state(self._joined(), message.get("feed"), message["state"])
+
+    async def _leave(self, message: dict[str, Any], ref: object) -> None:
+        participant = self._joined()
+        self.participant = None
+        await self.server.hub.leave(participant)
+        self._reply({"type": "left"}, ref)
+
+    async def _ping(self, message: dict[str, Any], ref: object) -> None:
+        self._reply({"type": "pong"}, ref)

@@ -1,0 +1,60 @@
+"""A real aiortc publisher and subscriber meet in one room on a real Janus, through the service."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import token, ws_url
+from prometheus_client import CollectorRegistry
+
+from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
+from lab.readiness import wait_until_async
+from signaling.client import SignalingClient
+
+pytestmark = pytest.mark.janus
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_subscriber_receives_video_frames_from_a_publisher_and_metrics_show_the_session(
+        lab_netns, janus_nodes, signaling_server):
+    (node,) = janus_nodes(1)
+    server = await signaling_server([node])
+    bind_ice_to(lab_netns.host_ip)
+    publisher = await SignalingClient.connect(ws_url(server))
+    subscriber = await SignalingClient.connect(ws_url(server))
+    pub_pc, sub_pc = new_peer_connection(), new_peer_connection()
+    try:
+        joined = await publisher.join("media-room", token("media-room"), display="alice")
+        assert joined["type"] == "joined", joined
+        assert joined["publishers"] == []
+        assert await publish(publisher, pub_pc, video=SyntheticVideo()) == "connected"
+
+        joined = await subscriber.join("media-room", token("media-room"), role="subscriber")
+        assert [p["feed"] for p in joined["publishers"]] == [joined_feed := joined["publishers"][0]["feed"]]
+        state, frames = await subscribe(subscriber, sub_pc, joined_feed)
+        assert state == "connected"
+        await wait_until_async(lambda: frames.frames >= 20, timeout=20, what="20 video frames received")
+        assert frames.last_size == (320, 240)
+
+        registry = server.registry
+        assert sample(registry, "signaling_websockets_active", region="local") == 2
+        assert sample(registry, "signaling_rooms_active", region="local") == 1
+        assert sample(registry, "signaling_participants_active", region="local") == 2
+        for msg_type, direction in [("join", "in"), ("joined", "out"), ("publish", "in"), ("answer", "out"),
+                                    ("subscribe", "in"), ("offer", "out"), ("answer", "in"),
+                                    ("ice_state", "in")]:
+            assert sample(registry, "signaling_messages_total", msg_type=msg_type, direction=direction) >= 1, \
+                (msg_type, direction)
+        assert sample(registry, "signaling_ice_negotiation_seconds_count", status="connected") == 2
+        assert sample(registry, "signaling_join_duration_seconds_count") == 2
+        assert sample(registry, "signaling_room_placements_total", node=node.node_name,
+                      policy="least_participants") == 1
+    finally:
+        await pub_pc.close()
+        await sub_pc.close()
+        await publisher.close()
+        await subscriber.close()
+    await wait_until_async(lambda: sample(server.registry, "signaling_rooms_active", region="local") == 0,
+                           timeout=10, what="room cleaned up after both disconnect")
