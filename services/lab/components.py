@@ -7,13 +7,17 @@ templates, run inside the lab's network namespace. Tests and the ``lab`` command
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from janus_node import render as janus_render
 from lab.netns import NetNamespace
@@ -148,6 +152,22 @@ class JanusNode(Component):
     def start(self) -> None:
         janus_render.render(self.config_dir, self.janus_env)
         super().start()
+
+    def admin(self, request: str, timeout: float = 10.0, **fields: object) -> dict[str, Any]:
+        """One Admin API request (``info``, ``list_sessions``, ...); raises on a Janus error."""
+        url = self.admin_url + "".join(f"/{fields.pop(k)}" for k in ("session_id", "handle_id") if k in fields)
+        body = json.dumps({"janus": request, "transaction": secrets.token_hex(6),
+                           "admin_secret": self.admin_secret, **fields}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=timeout) as reply:
+            answer = json.load(reply)
+        if answer.get("janus") == "error":
+            raise ComponentError(f"{self.node_name} admin {request}: {answer.get('error')}")
+        return answer
+
+    def count_handles(self) -> int:
+        """Handles over all sessions, from the Admin API."""
+        sessions = self.admin("list_sessions")["sessions"]
+        return sum(len(self.admin("list_handles", session_id=s).get("handles", [])) for s in sessions)
 
     def start_and_wait(self, timeout: float = 15.0) -> None:
         self.start()

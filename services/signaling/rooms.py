@@ -42,6 +42,7 @@ class Participant:
     private_id: int | None = None
     published: bool = False
     subscriptions: dict[int, int] = field(default_factory=dict)  # feed -> handle
+    known_feeds: set[int] = field(default_factory=set)  # publishers this client has been told about
     offers: dict[int | None, float] = field(default_factory=dict)  # feed (None: own publish) -> offer time
 
 
@@ -164,7 +165,9 @@ class Hub:
         room.members[p.id] = p
         self._by_session[(room.node, p.session_id)] = p
         self._update_gauges()
-        return [_publisher(pub) for pub in data.get("publishers", [])]
+        publishers = [_publisher(pub) for pub in data.get("publishers", [])]
+        p.known_feeds.update(pub["feed"] for pub in publishers)
+        return publishers
 
     def _joined(self, p: Participant) -> tuple[Room, JanusNode, int, int]:
         if p.room is None or p.session_id is None or p.handle_id is None:
@@ -263,10 +266,13 @@ class Hub:
         if data.get("videoroom") != "event":
             return
         if data.get("publishers"):
-            p.outbox({"type": "publisher_added", "publishers": [_publisher(x) for x in data["publishers"]]})
+            added = [_publisher(x) for x in data["publishers"]]
+            p.known_feeds.update(pub["feed"] for pub in added)
+            p.outbox({"type": "publisher_added", "publishers": added})
         for key in ("unpublished", "leaving"):
             feed = data.get(key)
-            if isinstance(feed, int) and not isinstance(feed, bool) and feed != p.feed_id:
+            if feed in p.known_feeds:  # Janus also reports participants that never published
+                p.known_feeds.discard(feed)
                 p.outbox({"type": "publisher_removed", "feed": feed})
 
     def _on_session_event(self, p: Participant, msg: dict[str, Any]) -> None:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 from conftest import token, ws_url
-from prometheus_client import CollectorRegistry
+from support import sample
 
 from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 pytestmark = pytest.mark.janus
-
-
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 async def test_subscriber_receives_video_frames_from_a_publisher_and_metrics_show_the_session(
