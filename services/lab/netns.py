@@ -12,6 +12,7 @@ removed by the next one.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -61,10 +62,8 @@ def remove_stale() -> list[str]:
 def _delete(name: str, slot: int) -> None:
     pids = _ip("netns", "pids", name, check=False).stdout.split()
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), 9)
-        except (ProcessLookupError, ValueError):
-            pass
     _ip("netns", "del", name, check=False)
     _ip("link", "del", f"slh{slot}", check=False)
 

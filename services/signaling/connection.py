@@ -61,6 +61,7 @@ class ClientConnection:
         self.participant: Participant | None = None
         self._closing = False
         self._last_rate_error = 0.0
+        self._writer_task: asyncio.Task[None] | None = None
         self._handlers = {
             "join": self._join, "publish": self._publish, "subscribe": self._subscribe, "answer": self._answer,
             "candidate": self._candidate, "ice_state": self._ice_state, "leave": self._leave, "ping": self._ping,
@@ -82,8 +83,18 @@ class ClientConnection:
         self._closing = True
         self.metrics.protocol_errors.labels("slow_consumer").inc()
         log.warning("closing a client that does not read (send queue of %d full)", self.queue.maxsize)
-        asyncio.get_running_loop().create_task(
-            self.ws.close(CloseCode.POLICY_VIOLATION, "slow_consumer: client is not reading its messages"))
+        asyncio.get_running_loop().create_task(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        # The writer is stuck waiting for the socket to drain: stop it so the close frame can go out,
+        # and cut the TCP connection if even that cannot be written.
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+        try:
+            await asyncio.wait_for(self.ws.close(CloseCode.POLICY_VIOLATION,
+                                                 "slow_consumer: client is not reading its messages"), 2)
+        except TimeoutError:
+            self.ws.transport.abort()
 
     async def _writer(self) -> None:
         while True:
@@ -96,7 +107,7 @@ class ClientConnection:
     # ---- receiving --------------------------------------------------------------------------
     async def run(self) -> None:
         self.metrics.websockets_active.inc()
-        writer = asyncio.create_task(self._writer())
+        writer = self._writer_task = asyncio.create_task(self._writer())
         try:
             async for frame in self.ws:
                 await self._on_frame(frame)

@@ -8,6 +8,7 @@ makes its node's reading unknown rather than stale.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -52,10 +53,8 @@ class HandlesPoller:
     async def close(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def poll_once(self, session: aiohttp.ClientSession) -> None:
         async def one(node: str, url: str) -> None:

@@ -15,6 +15,7 @@ Protocol facts this relies on (measured, see ../shared/janus-facts.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -96,10 +97,8 @@ class JanusNode:
     async def close(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._ws is not None:
             await self._ws.close()
 
@@ -229,6 +228,7 @@ class JanusNode:
             await ws.send(json.dumps(message))
             return await asyncio.wait_for(future, timeout or self.request_timeout)
         except TimeoutError:
+            self._set_health(False, f"{kind} timed out")  # the health loop restores it on the next pong
             raise JanusTimeout(f"janus node {self.name} did not answer {kind} within "
                                f"{timeout or self.request_timeout} s") from None
         except websockets.ConnectionClosed as exc:

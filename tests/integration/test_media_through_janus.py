@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 from conftest import token, ws_url
-from support import sample
-
 from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
+from support import sample
 
 pytestmark = pytest.mark.janus
 

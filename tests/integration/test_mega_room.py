@@ -8,10 +8,9 @@ import time
 
 import pytest
 from conftest import ADMIN_TOKEN, token, ws_url
-from support import allowed_label_values, cardinality_violations, http, join_many, leave_all, sample, scrape
-
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
+from support import allowed_label_values, cardinality_violations, http, join_many, leave_all, sample, scrape
 
 pytestmark = pytest.mark.janus
 MEGA = 500
