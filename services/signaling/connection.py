@@ -77,7 +77,7 @@ class ClientConnection:
         except asyncio.QueueFull:
             self._too_slow()
             return
-        self.metrics.messages.labels(protocol.metric_type(frame.get("type")), "out").inc()
+        self.metrics.count_message(protocol.metric_type(frame.get("type")), "out")
 
     def _too_slow(self) -> None:
         self._closing = True
@@ -134,12 +134,12 @@ class ClientConnection:
         try:
             message = protocol.parse(frame)
         except ProtocolError as exc:
-            self.metrics.messages.labels(exc.msg_type, "in").inc()
+            self.metrics.count_message(exc.msg_type, "in")
             self.metrics.protocol_errors.labels(exc.reason).inc()
             self._error(exc.reason, str(exc))
             return
         msg_type = message["type"]
-        self.metrics.messages.labels(msg_type, "in").inc()
+        self.metrics.count_message(msg_type, "in")
         ref = message.get("id")
         try:
             await self._handlers[msg_type](message, ref)

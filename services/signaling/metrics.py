@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 ICE_NEGOTIATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HTTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -52,7 +54,8 @@ class SignalingMetrics:
         self.enabled = enabled
         if not enabled:
             noop = _Noop()
-            for name in ("websockets_active", "rooms_active", "participants_active", "messages",
+            self.count_message = lambda msg_type, direction: None  # type: ignore[method-assign]
+            for name in ("websockets_active", "rooms_active", "participants_active",
                          "auth_failures", "ice_negotiation", "join_duration", "http_duration",
                          "event_loop_lag", "placements", "janus_request_duration", "protocol_errors",
                          "janus_node_up"):
@@ -65,9 +68,7 @@ class SignalingMetrics:
                                   ["region"], registry=r).labels(region)
         self.participants_active = Gauge("signaling_participants_active", "Participants joined to a room.",
                                          ["region"], registry=r).labels(region)
-        self.messages = Counter("signaling_messages_total",
-                                "Signaling messages by protocol type (unknown for anything else) and direction.",
-                                ["msg_type", "direction"], registry=r)
+        self.messages = MessageCounts(registry=r)
         self.auth_failures = Counter("signaling_auth_failures_total", "Refused joins by token failure reason.",
                                      ["reason"], registry=r)
         self.ice_negotiation = Histogram(
@@ -93,3 +94,43 @@ class SignalingMetrics:
         self.janus_node_up = Gauge("signaling_janus_node_up",
                                    "1 when the node's Janus answers health pings and may take rooms.",
                                    ["node"], registry=r)
+
+    def count_message(self, msg_type: str, direction: str) -> None:
+        """Count one message; ``msg_type`` must already be a known type or ``unknown``."""
+        self.messages.count(msg_type, direction)
+
+
+class MessageCounts(Collector):
+    """``signaling_messages_total``, kept as plain integers and turned into a family at scrape time.
+
+    Every client message passes here, so the hot path is one dict update (about 60 ns) instead of a
+    labelled ``Counter.inc`` (about 400 ns, a label lookup and a lock). Output::
+
+        # HELP signaling_messages_total Signaling messages by protocol type (unknown for ...) and direction.
+        # TYPE signaling_messages_total counter
+        signaling_messages_total{direction="in",msg_type="join"} 500.0
+    """
+
+    def __init__(self, *, registry: CollectorRegistry | None) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def count(self, msg_type: str, direction: str) -> None:
+        key = (msg_type, direction)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = self._family()
+        for (msg_type, direction), value in sorted(self.counts.items()):
+            family.add_metric([msg_type, direction], value)
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily("signaling_messages_total",
+                                   "Signaling messages by protocol type (unknown for anything else) and direction.",
+                                   labels=["msg_type", "direction"])
