@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from lab import netns
 
 pytestmark = pytest.mark.janus

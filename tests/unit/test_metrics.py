@@ -5,7 +5,7 @@ from signaling.metrics import SignalingMetrics
 def test_disabled_metrics_accept_the_same_calls_and_register_nothing():
     registry = CollectorRegistry()
     metrics = SignalingMetrics(registry=registry, region="eu", enabled=False)
-    metrics.messages.labels("join", "in").inc()
+    metrics.count_message("join", "in")
     metrics.ice_negotiation.labels("connected").observe(0.2)
     metrics.websockets_active.dec()
     assert generate_latest(registry) == b""
