@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from lab.components import JanusNode
 from lab.netns import NetNamespace
 from signaling.config import Config, load

@@ -9,6 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+
 from signaling.client import SignalingClient
 from signaling.config import POLICIES
 from signaling.metrics import HTTP_ENDPOINTS, ICE_STATUSES, JANUS_REQUESTS

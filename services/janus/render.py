@@ -25,6 +25,7 @@ DEFAULTS: dict[str, str] = {
     "JANUS_LIB_FOLDER": "/usr/lib/x86_64-linux-gnu/janus",
     "JANUS_DEBUG_LEVEL": "4",
     "JANUS_EVENT_LOOPS": "2",
+    "JANUS_SESSION_TIMEOUT": "60",
     "JANUS_RTP_PORT_RANGE": "20000-40000",
     "JANUS_WS_PORT": "8188",
     "JANUS_WS_IP": "0.0.0.0",
@@ -41,6 +42,7 @@ REQUIRED = ("JANUS_ADMIN_SECRET", "JANUS_INTERFACE")
 _CHECKS: dict[str, tuple[str, str]] = {
     "JANUS_DEBUG_LEVEL": (r"[0-7]", "an integer 0-7"),
     "JANUS_EVENT_LOOPS": (r"\d{1,3}", "a non-negative integer"),
+    "JANUS_SESSION_TIMEOUT": (r"\d{1,5}", "seconds as a non-negative integer"),
     "JANUS_RTP_PORT_RANGE": (r"\d{1,5}-\d{1,5}", "a port range such as 20000-40000"),
     "JANUS_WS_PORT": (r"\d{1,5}", "a TCP port"),
     "JANUS_ADMIN_PORT": (r"\d{1,5}", "a TCP port"),

@@ -32,10 +32,9 @@ def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def _media_demo(stack: Stack, seconds: float, subscribers: int) -> int:
+    from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
     from signaling.client import SignalingClient
     from signaling.tokens import mint
-
-    from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
 
     assert stack.netns is not None
     bind_ice_to(stack.netns.host_ip)

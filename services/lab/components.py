@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from janus_node import render as janus_render
-
 from lab.netns import NetNamespace
 from lab.readiness import NotReady, port_open, wait_until
 

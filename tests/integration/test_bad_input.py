@@ -13,9 +13,11 @@ import jwt
 import pytest
 import pytest_asyncio
 import websockets
-from conftest import token, ws_url
+
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
+
+from conftest import token, ws_url
 from support import http, sample
 
 pytestmark = pytest.mark.janus

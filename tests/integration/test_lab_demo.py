@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from lab import netns
 
 pytestmark = pytest.mark.janus

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import token, ws_url
+
 from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
+
+from conftest import token, ws_url
 from support import sample
 
 pytestmark = pytest.mark.janus
@@ -25,6 +27,15 @@ async def test_subscriber_receives_video_frames_from_a_publisher_and_metrics_sho
         assert joined["type"] == "joined", joined
         assert joined["publishers"] == []
         assert await publish(publisher, pub_pc, video=SyntheticVideo()) == "connected"
+        # Trickle is relayed too (aiortc puts its candidates in the SDP, so send one by hand, then the end).
+        host = lab_netns.host_ip
+        for candidate in ({"candidate": f"candidate:9 1 udp 2130706431 {host} 9 typ host", "sdpMid": "0",
+                           "sdpMLineIndex": 0}, None):
+            await publisher.send({"type": "candidate", "candidate": candidate})
+        assert (await publisher.request({"type": "ping"}, "pong"))["type"] == "pong"
+        assert [e for e in publisher.events if e["type"] == "error"] == []
+        assert sample(server.registry, "signaling_janus_request_duration_seconds_count", node=node.node_name,
+                      request="trickle") == 2
 
         joined = await subscriber.join("media-room", token("media-room"), role="subscriber")
         assert [p["feed"] for p in joined["publishers"]] == [joined_feed := joined["publishers"][0]["feed"]]

@@ -7,9 +7,11 @@ import json
 import time
 
 import pytest
-from conftest import ADMIN_TOKEN, token, ws_url
+
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
+
+from conftest import ADMIN_TOKEN, token, ws_url
 from support import allowed_label_values, cardinality_violations, http, join_many, leave_all, sample, scrape
 
 pytestmark = pytest.mark.janus

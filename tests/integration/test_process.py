@@ -10,10 +10,12 @@ import urllib.request
 
 import pytest
 import websockets
-from conftest import ADMIN_TOKEN, TOKEN_KEY, token
+
 from lab.components import Component, python_module
 from lab.readiness import wait_until
 from signaling.client import SignalingClient
+
+from conftest import ADMIN_TOKEN, TOKEN_KEY, token
 
 pytestmark = pytest.mark.janus
 

@@ -1,4 +1,5 @@
 import pytest
+
 from signaling.config import ConfigError, load
 
 GOOD = {

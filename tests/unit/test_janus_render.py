@@ -1,4 +1,5 @@
 import pytest
+
 from janus_node.render import ConfigError, render
 
 

@@ -1,4 +1,5 @@
 from prometheus_client import CollectorRegistry, generate_latest
+
 from signaling.metrics import SignalingMetrics
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from signaling.placement import NodeLoad, NoNodeAvailable, Placement
 
 NODES = ["sfu-node-01", "sfu-node-02", "sfu-node-03", "sfu-node-04"]

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from signaling.protocol import ProtocolError, metric_type, parse
 
 

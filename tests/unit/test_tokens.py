@@ -2,6 +2,7 @@ import time
 
 import jwt
 import pytest
+
 from signaling.tokens import TokenRejected, main, mint, verify
 
 KEY = "k" * 32
