@@ -10,6 +10,7 @@ library only: the container runs it with Debian's ``python3`` and nothing else.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import string
@@ -22,7 +23,8 @@ TEMPLATE_DIR = Path(__file__).with_name("templates")
 # Values a node can run without being told. Secrets and addresses have no default.
 DEFAULTS: dict[str, str] = {
     "JANUS_NODE_NAME": "sfu-node",
-    "JANUS_LIB_FOLDER": "/usr/lib/x86_64-linux-gnu/janus",
+    # Debian's multiarch folder of the janus package (x86_64, aarch64, ...).
+    "JANUS_LIB_FOLDER": next(iter(sorted(glob.glob("/usr/lib/*-linux-gnu/janus"))), "/usr/lib/x86_64-linux-gnu/janus"),
     "JANUS_DEBUG_LEVEL": "4",
     "JANUS_EVENT_LOOPS": "2",
     "JANUS_SESSION_TIMEOUT": "60",

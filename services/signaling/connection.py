@@ -143,24 +143,13 @@ class ClientConnection:
         ref = message.get("id")
         try:
             await self._handlers[msg_type](message, ref)
-        except ProtocolError as exc:
-            self.metrics.protocol_errors.labels(exc.reason).inc()
-            self._error(exc.reason, str(exc), ref)
         except TokenRejected as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
             self._error("unauthorized", str(exc), ref, reason=exc.reason)
-        except NoNodeAvailable as exc:
-            self.metrics.protocol_errors.labels("sfu_unavailable").inc()
-            self._error("sfu_unavailable", str(exc), ref)
-        except JanusTimeout as exc:
-            self.metrics.protocol_errors.labels("sfu_timeout").inc()
-            self._error("sfu_timeout", f"the SFU did not answer in time: {exc}", ref)
-        except JanusUnavailable as exc:
-            self.metrics.protocol_errors.labels("sfu_unavailable").inc()
-            self._error("sfu_unavailable", str(exc), ref)
-        except JanusError as exc:
-            self.metrics.protocol_errors.labels("sfu_error").inc()
-            self._error("sfu_error", f"the SFU refused: {exc.reason}", ref)
+        except (ProtocolError, NoNodeAvailable, JanusUnavailable, JanusError) as exc:
+            reason, text = _refusal(exc)
+            self.metrics.protocol_errors.labels(reason).inc()
+            self._error(reason, text, ref)
         except Exception:
             log.exception("unexpected error handling %s", msg_type)
             self.metrics.protocol_errors.labels("internal").inc()
@@ -218,3 +207,14 @@ class ClientConnection:
 
     async def _ping(self, message: dict[str, Any], ref: object) -> None:
         self._reply({"type": "pong"}, ref)
+
+
+def _refusal(exc: Exception) -> tuple[str, str]:
+    """The error code (and protocol-error reason) and message for a refused client message."""
+    if isinstance(exc, ProtocolError):
+        return exc.reason, str(exc)
+    if isinstance(exc, JanusTimeout):
+        return "sfu_timeout", f"the SFU did not answer in time: {exc}"
+    if isinstance(exc, JanusError):
+        return "sfu_error", f"the SFU refused: {exc.reason}"
+    return "sfu_unavailable", str(exc)  # NoNodeAvailable, JanusUnavailable

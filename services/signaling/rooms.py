@@ -97,16 +97,11 @@ class Hub:
         self.rooms[name] = room
         node = self.nodes[node_name]
         try:
-            session = await node.create_session(lambda msg: None)
-            try:
-                handle = await node.attach(session, lambda msg: None)
-                await node.message(session, handle, {
-                    "request": "create", "room": room.janus_id, "publishers": self.max_participants,
-                    "description": "lab room", "is_private": False, "notify_joining": False,
-                    "audiocodec": "opus", "videocodec": "vp8", "bitrate": 512000, "fir_freq": 10,
-                }, kind="room_create")
-            finally:
-                await _quietly(node.destroy_session(session))
+            await _room_request(node, {
+                "request": "create", "room": room.janus_id, "publishers": self.max_participants,
+                "description": "lab room", "is_private": False, "notify_joining": False,
+                "audiocodec": "opus", "videocodec": "vp8", "bitrate": 512000, "fir_freq": 10,
+            }, kind="room_create")
         except BaseException as exc:
             self.rooms.pop(name, None)
             room.ready.set_exception(exc if isinstance(exc, Exception) else JanusUnavailable("cancelled"))
@@ -127,13 +122,7 @@ class Hub:
         if not node.healthy:
             return
         try:
-            session = await node.create_session(lambda msg: None)
-            try:
-                handle = await node.attach(session, lambda msg: None)
-                await node.message(session, handle, {"request": "destroy", "room": room.janus_id},
-                                   kind="room_destroy")
-            finally:
-                await _quietly(node.destroy_session(session))
+            await _room_request(node, {"request": "destroy", "room": room.janus_id}, kind="room_destroy")
         except (JanusUnavailable, JanusError) as exc:
             log.info("room on %s not destroyed: %s", room.node, exc)
 
@@ -307,6 +296,16 @@ class Hub:
         if not room.size and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
         self._update_gauges()
+
+
+async def _room_request(node: JanusNode, body: dict[str, Any], *, kind: str) -> None:
+    """A VideoRoom request about a room itself (create, destroy), on a short-lived session."""
+    session = await node.create_session(lambda msg: None)
+    try:
+        handle = await node.attach(session, lambda msg: None)
+        await node.message(session, handle, body, kind=kind)
+    finally:
+        await _quietly(node.destroy_session(session))
 
 
 def _publisher(entry: dict[str, Any]) -> dict[str, Any]:
