@@ -246,11 +246,15 @@ class JanusNode:
         self._session_handlers[session_id] = on_event
         return session_id
 
-    async def destroy_session(self, session_id: int, handles: Iterable[int] = ()) -> None:
+    def forget_session(self, session_id: int, handles: Iterable[int] = ()) -> None:
+        """Stop keeping a session alive and routing its events; Janus expires it by itself."""
         self.sessions.discard(session_id)
         self._session_handlers.pop(session_id, None)
         for handle_id in handles:
             self._handlers.pop(handle_id, None)
+
+    async def destroy_session(self, session_id: int, handles: Iterable[int] = ()) -> None:
+        self.forget_session(session_id, handles)
         await self.request({"janus": "destroy"}, session_id=session_id, kind="destroy")
 
     async def attach(self, session_id: int, on_event: EventCallback, plugin: str = VIDEOROOM) -> int:

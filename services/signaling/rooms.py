@@ -233,10 +233,13 @@ class Hub:
         if session is not None:
             self._by_session.pop((room.node, session), None)
         self._update_gauges()
+        handles = [h for h in (handle, *p.subscriptions.values()) if h]
         if session is not None and node.healthy:
             if handle is not None:
                 await _quietly(node.message(session, handle, {"request": "leave"}, kind="leave"))
-            await _quietly(node.destroy_session(session, [h for h in (handle, *p.subscriptions.values()) if h]))
+            await _quietly(node.destroy_session(session, handles))
+        elif session is not None:  # an unresponsive node: no keepalives, so Janus expires the session
+            node.forget_session(session, handles)
         p.session_id = p.handle_id = None
         p.subscriptions.clear()
         await self._destroy_room_if_empty(room)

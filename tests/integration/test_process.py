@@ -13,6 +13,7 @@ import websockets
 
 from lab.components import Component, python_module
 from lab.readiness import wait_until
+from lab.stack import http_status
 from signaling.client import SignalingClient
 
 from conftest import ADMIN_TOKEN, TOKEN_KEY, token
@@ -30,13 +31,7 @@ def test_a_missing_or_bad_setting_stops_start_with_each_problem_named():
 
 
 def readyz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-            return reply.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
+    return http_status(f"http://127.0.0.1:{port}/readyz")
 
 
 async def test_sigterm_closes_clients_with_1001_cleans_janus_and_exits_zero(janus_nodes, tmp_path,
