@@ -81,6 +81,7 @@ class JanusNode:
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _ids: Iterable[int] = field(default_factory=itertools.count, init=False)
     _connected_once: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _durations: dict[str, Any] = field(default_factory=dict, init=False)
 
     # ---- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -235,8 +236,11 @@ class JanusNode:
             raise JanusUnavailable(f"connection to {self.name} closed: {exc}") from None
         finally:
             self._pending.pop(transaction, None)
-            self.metrics.janus_request_duration.labels(
-                self.name, kind if kind in JANUS_REQUESTS else "other").observe(time.perf_counter() - started)
+            child = self._durations.get(kind)
+            if child is None:  # bind each (node, request) child once: labels() is a locked lookup
+                child = self._durations[kind] = self.metrics.janus_request_duration.labels(
+                    self.name, kind if kind in JANUS_REQUESTS else "other")
+            child.observe(time.perf_counter() - started)
 
     # ---- the API the hub uses ---------------------------------------------------------------
     async def create_session(self, on_event: EventCallback) -> int:
