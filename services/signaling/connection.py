@@ -165,7 +165,7 @@ class ClientConnection:
 
     # ---- message types ----------------------------------------------------------------------
     async def _join(self, message: dict[str, Any], ref: object) -> None:
-        if self.participant is not None:
+        if self.participant is not None and self.participant.room is not None:
             raise ProtocolError("already_joined", "this connection has joined a room already; leave first")
         started = time.monotonic()
         grant = verify(self.server.config.token_key, message.get("token"), room=message["room"])

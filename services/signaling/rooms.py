@@ -72,6 +72,7 @@ class Hub:
         self.handles = handles
         self.rooms: dict[str, Room] = {}
         self._by_session: dict[tuple[str, int], Participant] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- load and placement -----------------------------------------------------------------
     def loads(self) -> list[NodeLoad]:
@@ -219,29 +220,36 @@ class Hub:
         if started is not None:
             self.metrics.ice_negotiation.labels(state).observe(time.monotonic() - started)
 
-    async def leave(self, p: Participant) -> None:
-        """Remove ``p`` from its room and Janus. Never raises for Janus trouble."""
+    def _detach(self, p: Participant) -> tuple[Room, JanusNode, int | None, int | None, list[int]] | None:
+        """Take ``p`` out of its room's bookkeeping; return what is left to clean up on Janus."""
         room = p.room
         if room is None:
-            return
+            return None
         p.room = None
         room.members.pop(p.id, None)
         if p.feed_id is not None:
             room.feeds.pop(p.feed_id, None)
-        node = self.nodes[room.node]
         session, handle = p.session_id, p.handle_id
         if session is not None:
             self._by_session.pop((room.node, session), None)
-        self._update_gauges()
         handles = [h for h in (handle, *p.subscriptions.values()) if h]
+        p.session_id = p.handle_id = None
+        p.subscriptions.clear()
+        self._update_gauges()
+        return room, self.nodes[room.node], session, handle, handles
+
+    async def leave(self, p: Participant) -> None:
+        """Remove ``p`` from its room and Janus. Never raises for Janus trouble."""
+        detached = self._detach(p)
+        if detached is None:
+            return
+        room, node, session, handle, handles = detached
         if session is not None and node.healthy:
             if handle is not None:
                 await _quietly(node.message(session, handle, {"request": "leave"}, kind="leave"))
             await _quietly(node.destroy_session(session, handles))
         elif session is not None:  # an unresponsive node: no keepalives, so Janus expires the session
             node.forget_session(session, handles)
-        p.session_id = p.handle_id = None
-        p.subscriptions.clear()
         await self._destroy_room_if_empty(room)
 
     async def close(self) -> None:
@@ -278,27 +286,19 @@ class Hub:
             p = self._by_session.get((node.name, session))
             if p is not None:
                 self._drop(p, "sfu_unavailable", f"SFU node {node.name} became unavailable")
-        for room in [r for r in self.rooms.values() if r.node == node.name and not r.reserved]:
-            if not room.members:
-                self.rooms.pop(room.name, None)
-        self._update_gauges()
 
     def _drop(self, p: Participant, code: str, message: str) -> None:
-        room = p.room
-        if room is None:
+        """Janus lost ``p``'s session: tell the client, forget the session, let an empty room go."""
+        detached = self._detach(p)
+        if detached is None:
             return
         p.outbox({"type": "error", "code": code, "message": message})
-        p.room = None
-        room.members.pop(p.id, None)
-        if p.feed_id is not None:
-            room.feeds.pop(p.feed_id, None)
-        if p.session_id is not None:
-            self._by_session.pop((room.node, p.session_id), None)
-        p.session_id = p.handle_id = None
-        p.subscriptions.clear()
-        if not room.size and self.rooms.get(room.name) is room:
-            del self.rooms[room.name]
-        self._update_gauges()
+        room, node, session, _, handles = detached
+        if session is not None:
+            node.forget_session(session, handles)
+        task = asyncio.get_running_loop().create_task(self._destroy_room_if_empty(room))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 async def _room_request(node: JanusNode, body: dict[str, Any], *, kind: str) -> None:

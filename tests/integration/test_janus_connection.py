@@ -35,6 +35,8 @@ async def test_an_expired_janus_session_is_reported_to_its_participant(janus_nod
     reply = await client.receive("error", timeout=10)
     assert reply["code"] == "sfu_unavailable" and "expired" in reply["message"]
     assert sample(server.registry, "signaling_participants_active", region="local") == 0
+    assert "expiring" not in server.hub.rooms
+    assert (await client.join("expiring", token("expiring")))["type"] == "joined", "the client may join again"
     await client.close()
 
 
