@@ -13,10 +13,8 @@ from lab.components import JanusNode
 from lab.netns import NetNamespace
 from signaling.config import Config, load
 from signaling.server import SignalingServer
-from signaling.tokens import mint
 
-TOKEN_KEY = "test-signing-key-" + secrets.token_hex(16)
-ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
+from support import ADMIN_TOKEN, TOKEN_KEY
 
 
 @pytest.fixture(scope="session")
@@ -83,11 +81,3 @@ async def signaling_server() -> AsyncIterator[Callable[..., object]]:
     finally:
         for server in servers:
             await server.close()
-
-
-def ws_url(server: SignalingServer) -> str:
-    return f"ws://127.0.0.1:{server.port}/ws/signaling"
-
-
-def token(room: str, user: str | None = None, **kwargs: float) -> str:
-    return mint(TOKEN_KEY, room=room, user=user, **kwargs)

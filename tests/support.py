@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,7 +15,18 @@ from signaling.client import SignalingClient
 from signaling.config import POLICIES
 from signaling.metrics import HTTP_ENDPOINTS, ICE_STATUSES, JANUS_REQUESTS
 from signaling.protocol import KNOWN_TYPES, PROTOCOL_ERROR_REASONS
-from signaling.tokens import FAILURE_REASONS
+from signaling.tokens import FAILURE_REASONS, mint
+
+TOKEN_KEY = "test-signing-key-" + secrets.token_hex(16)
+ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
+
+
+def ws_url(server: Any) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws/signaling"
+
+
+def token(room: str, user: str | None = None, **kwargs: float) -> str:
+    return mint(TOKEN_KEY, room=room, user=user, **kwargs)
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -17,8 +17,7 @@ import websockets
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
-from conftest import token, ws_url
-from support import http, sample
+from support import http, sample, token, ws_url
 
 pytestmark = pytest.mark.janus
 MAX_BYTES = 4096

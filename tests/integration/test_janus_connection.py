@@ -9,8 +9,7 @@ import pytest
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
-from conftest import token, ws_url
-from support import sample
+from support import sample, token, ws_url
 
 pytestmark = pytest.mark.janus
 

@@ -8,8 +8,7 @@ from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish,
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
-from conftest import token, ws_url
-from support import sample
+from support import sample, token, ws_url
 
 pytestmark = pytest.mark.janus
 

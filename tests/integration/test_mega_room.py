@@ -11,8 +11,18 @@ import pytest
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
-from conftest import ADMIN_TOKEN, token, ws_url
-from support import allowed_label_values, cardinality_violations, http, join_many, leave_all, sample, scrape
+from support import (
+    ADMIN_TOKEN,
+    allowed_label_values,
+    cardinality_violations,
+    http,
+    join_many,
+    leave_all,
+    sample,
+    scrape,
+    token,
+    ws_url,
+)
 
 pytestmark = pytest.mark.janus
 MEGA = 500

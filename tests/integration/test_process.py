@@ -16,7 +16,7 @@ from lab.readiness import wait_until
 from lab.stack import http_status
 from signaling.client import SignalingClient
 
-from conftest import ADMIN_TOKEN, TOKEN_KEY, token
+from support import ADMIN_TOKEN, TOKEN_KEY, token
 
 pytestmark = pytest.mark.janus
 
