@@ -1,0 +1,1 @@
+"""Alert webhook sink: records Alertmanager notifications and lists them over HTTP."""

@@ -1,0 +1,1 @@
+"""Janus exporter sidecar: the Janus Admin API and event stream as Prometheus metrics."""
