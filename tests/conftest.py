@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from lab.components import JanusNode
+from lab.components import JanusExporter, JanusNode, events_env
 from lab.netns import NetNamespace
+from lab.stack import free_port
 from signaling.config import Config, load
 from signaling.server import SignalingServer
 
@@ -46,6 +47,34 @@ def janus_nodes(lab_netns: NetNamespace, tmp_path: Path) -> Iterator[Callable[..
     finally:
         for node in started:
             node.stop()
+
+
+@pytest.fixture
+def monitored_nodes(lab_netns: NetNamespace, tmp_path: Path) -> Iterator[Callable[..., list[JanusExporter]]]:
+    """Factory: ``monitored_nodes(n, stats_period=1, **exporter_env)`` starts n Janus nodes posting events
+    to their own real exporter sidecar; returns the exporters (``exporter.node`` is the node)."""
+    started: list[JanusExporter | JanusNode] = []
+
+    def start(count: int, *, stats_period: int = 1, **exporter_env: str) -> list[JanusExporter]:
+        exporters = []
+        for _ in range(count):
+            index = sum(isinstance(c, JanusNode) for c in started)
+            port = free_port()
+            events_url = f"http://{lab_netns.host_ip}:{port}/events"
+            node = JanusNode(f"sfu-node-{index + 1:02d}", index, lab_netns, tmp_path / "janus",
+                             admin_secret=secrets.token_hex(12), extra_env=events_env(events_url, stats_period))
+            exporter = JanusExporter(node, lab_netns, tmp_path / "janus", port=port, extra_env=exporter_env)
+            started.extend([node, exporter])
+            node.start_and_wait()
+            exporter.start_and_wait()
+            exporters.append(exporter)
+        return exporters
+
+    try:
+        yield start
+    finally:
+        for component in reversed(started):
+            component.stop()
 
 
 def signaling_config(nodes: list[JanusNode], **overrides: str) -> Config:

@@ -138,7 +138,8 @@ class JanusNode(Component):
             "JANUS_RTP_PORT_RANGE": self.ports.rtp_range,
             **(extra_env or {}),
         }
-        super().__init__(name=node_name, argv=["janus", "-F", str(self.config_dir), "-o"],
+        self.pidfile = workdir / node_name / "janus.pid"
+        super().__init__(name=node_name, argv=["janus", "-F", str(self.config_dir), "-o", "-p", str(self.pidfile)],
                          workdir=workdir, netns=netns)
 
     @property
@@ -173,6 +174,49 @@ class JanusNode(Component):
         self.start()
         self.wait_ready(lambda: port_open(self.ip, self.ports.ws) and port_open(self.ip, self.ports.admin),
                         timeout=timeout)
+
+
+class JanusExporter(Component):
+    """The exporter sidecar of one Janus node, run in the root namespace on the veth host end.
+
+    Janus (inside the namespace) posts its events to ``events_url``; the exporter accepts posts only
+    from the namespace's address and finds the Janus process through the node's pid file.
+    """
+
+    def __init__(self, node: JanusNode, netns: NetNamespace, workdir: Path, *, port: int,
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        self.node = node
+        self.address = (netns.host_ip, port)
+        env = {
+            "JANUS_ADMIN_SECRET": node.admin_secret,
+            "JANUS_EXPORTER_ADMIN_URL": node.admin_url,
+            "JANUS_EXPORTER_LISTEN": netns.host_ip,
+            "JANUS_EXPORTER_PORT": str(port),
+            "JANUS_EXPORTER_EVENT_SOURCES": f"{netns.ns_ip}/32",
+            "JANUS_EXPORTER_PIDFILE": str(node.pidfile),
+            "JANUS_STATS_PERIOD": node.janus_env.get("JANUS_STATS_PERIOD", janus_render.DEFAULTS["JANUS_STATS_PERIOD"]),
+            **(extra_env or {}),
+        }
+        super().__init__(name=f"{node.node_name}-exporter", argv=python_module("janus_exporter"), workdir=workdir,
+                         env=env)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.address[0]}:{self.address[1]}/metrics"
+
+    @property
+    def events_url(self) -> str:
+        return f"http://{self.address[0]}:{self.address[1]}/events"
+
+    def start_and_wait(self, timeout: float = 15.0) -> None:
+        self.start()
+        self.wait_ready(lambda: port_open(*self.address), timeout=timeout)
+
+
+def events_env(events_url: str, stats_period: int = 1) -> dict[str, str]:
+    """Janus settings that make a node post handle, WebRTC and media events to ``events_url``."""
+    return {"JANUS_EVENTS_ENABLED": "true", "JANUS_EVENTS_BACKEND": events_url,
+            "JANUS_STATS_PERIOD": str(stats_period)}
 
 
 def python_module(module: str, *args: str) -> list[str]:

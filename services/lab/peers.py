@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import random
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ import aioice.ice
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import is_rtcp
 from av import VideoFrame
 
 from signaling.client import SignalingClient
@@ -53,6 +55,66 @@ class SyntheticVideo(VideoStreamTrack):
         frame.time_base = fractions.Fraction(1, self.fps)
         self._count += 1
         return frame
+
+
+class PacketLoss:
+    """Drops a ``fraction`` of RTP packets, starting ``after`` seconds from ``start()``.
+
+    Janus keeps no retransmission buffer until a receiver report gives it an RTT, so loss before a
+    warm-up of a few seconds stalls the video instead of causing NACKs and retransmissions.
+    """
+
+    def __init__(self, fraction: float, *, after: float = 5.0, seed: int | None = None) -> None:
+        if not 0 <= fraction < 1:
+            raise ValueError("fraction must be in [0, 1)")
+        self.fraction, self.after = fraction, after
+        self._random = random.Random(seed)
+        self._from: float | None = None
+        self.seen = self.dropped = self.bytes_seen = 0
+
+    def start(self) -> None:
+        self._from = time.monotonic() + self.after
+
+    def drop(self, size: int = 0) -> bool:
+        self.seen += 1
+        self.bytes_seen += size
+        if self._from is None or time.monotonic() < self._from or self._random.random() >= self.fraction:
+            return False
+        self.dropped += 1
+        return True
+
+
+def drop_incoming_rtp(pc: RTCPeerConnection, loss: PacketLoss) -> None:
+    """Make ``pc`` lose decrypted incoming RTP as if the network had (its receivers then NACK)."""
+    for transport in {r.transport for r in pc.getReceivers() if r.transport is not None}:
+        handle = transport._handle_rtp_data
+
+        async def lossy(data: bytes, arrival_time_ms: int, _handle: Any = handle) -> None:
+            if not loss.drop(len(data)):
+                await _handle(data, arrival_time_ms)
+
+        transport._handle_rtp_data = lossy  # type: ignore[method-assign]
+    loss.start()
+
+
+def drop_outgoing_rtp(pc: RTCPeerConnection, loss: PacketLoss) -> None:
+    """Make ``pc`` lose outgoing RTP (not RTCP) after keeping it for retransmission (Janus then NACKs)."""
+    for transport in {s.transport for s in pc.getSenders() if s.transport is not None}:
+        send = transport._send_rtp
+
+        async def lossy(data: bytes, _send: Any = send) -> None:
+            if is_rtcp(data) or not loss.drop(len(data)):
+                await _send(data)
+
+        transport._send_rtp = lossy  # type: ignore[method-assign]
+    loss.start()
+
+
+async def rtp_bytes(pc: RTCPeerConnection, kind: str) -> int:
+    """Bytes of RTP ``pc`` has sent (``kind='outbound-rtp'``) or received (``'inbound-rtp'``)."""
+    report = await pc.getStats()
+    return sum(getattr(s, "bytesSent", 0) + getattr(s, "bytesReceived", 0) for s in report.values()
+               if s.type == kind)
 
 
 async def wait_ice(pc: RTCPeerConnection, timeout: float) -> str:
@@ -105,8 +167,11 @@ class FrameCounter:
 
 
 async def subscribe(client: SignalingClient, pc: RTCPeerConnection, feed: int, *,
-                    timeout: float = 15.0) -> tuple[str, FrameCounter]:
-    """Subscribe to ``feed``; count its video frames; report the ICE outcome; return both."""
+                    timeout: float = 15.0, loss: PacketLoss | None = None) -> tuple[str, FrameCounter]:
+    """Subscribe to ``feed``; count its video frames; report the ICE outcome; return both.
+
+    With ``loss``, incoming RTP is dropped as ``loss`` says (after its warm-up).
+    """
     counter = FrameCounter()
 
     @pc.on("track")
@@ -118,6 +183,8 @@ async def subscribe(client: SignalingClient, pc: RTCPeerConnection, feed: int, *
     if offer["type"] == "error":
         raise RuntimeError(f"subscribe refused: {offer}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+    if loss is not None:
+        drop_incoming_rtp(pc, loss)
     await pc.setLocalDescription(await pc.createAnswer())
     reply = await client.request({"type": "answer", "feed": feed, "sdp": pc.localDescription.sdp}, "subscribed")
     if reply["type"] == "error":

@@ -1,0 +1,93 @@
+"""The exporter sidecar against a real Janus carrying real aiortc media, with loss injected."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lab.peers import (
+    PacketLoss,
+    SyntheticVideo,
+    bind_ice_to,
+    drop_outgoing_rtp,
+    new_peer_connection,
+    publish,
+    rtp_bytes,
+    subscribe,
+)
+from lab.readiness import wait_until_async
+from signaling.client import SignalingClient
+
+from support import http, token, ws_url
+
+pytestmark = pytest.mark.janus
+
+
+async def scrape_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, body = await http(url)
+    assert status == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_nacks_retransmissions_and_byte_rates_follow_the_media(lab_netns, monitored_nodes, signaling_server):
+    (exporter,) = monitored_nodes(1, stats_period=1)
+    server = await signaling_server([exporter.node])
+    bind_ice_to(lab_netns.host_ip)
+    publisher = await SignalingClient.connect(ws_url(server))
+    subscribers = [await SignalingClient.connect(ws_url(server)) for _ in range(3)]
+    pub_pc = new_peer_connection()
+    sub_pcs = [new_peer_connection() for _ in subscribers]
+    losses = [PacketLoss(0.10, after=4.0, seed=i) for i in range(len(subscribers))]
+    try:
+        await publisher.join("exporter-room", token("exporter-room"), display="pub")
+        assert await publish(publisher, pub_pc, video=SyntheticVideo()) == "connected"
+        # Uplink loss too, so that Janus NACKs the publisher and receives retransmissions.
+        drop_outgoing_rtp(pub_pc, uplink := PacketLoss(0.05, after=4.0, seed=99))
+        for client, pc, loss in zip(subscribers, sub_pcs, losses, strict=True):
+            joined = await client.join("exporter-room", token("exporter-room"), role="subscriber")
+            state, _ = await subscribe(client, pc, joined["publishers"][0]["feed"], loss=loss)
+            assert state == "connected"
+        await asyncio.sleep(6)  # warm-up of the loss (4 s) plus one stats period; media flows meanwhile
+
+        before = await scrape_samples(exporter.metrics_url)
+        t0 = time.monotonic()
+        pub_bytes0 = await rtp_bytes(pub_pc, "outbound-rtp")
+        sub_bytes0 = sum(loss.bytes_seen for loss in losses)
+        await asyncio.sleep(15)
+        after = await scrape_samples(exporter.metrics_url)
+        elapsed = time.monotonic() - t0
+        pub_rate = (await rtp_bytes(pub_pc, "outbound-rtp") - pub_bytes0) / elapsed
+        sub_rate = (sum(loss.bytes_seen for loss in losses) - sub_bytes0) / elapsed
+
+        def rate(name: str, **labels: str) -> float:
+            return (value(after, name, **labels) - value(before, name, **labels)) / elapsed
+
+        print(f"publisher {pub_rate:.0f} B/s, Janus received {rate('sfu_bytes_total', direction='received', media='video'):.0f} B/s;"
+              f" subscribers {sub_rate:.0f} B/s, Janus sent {rate('sfu_bytes_total', direction='sent', media='video'):.0f} B/s;"
+              f" nacks received {rate('sfu_nacks_total', direction='received', media='video'):.1f}/s,"
+              f" sent {rate('sfu_nacks_total', direction='sent', media='video'):.1f}/s,"
+              f" retransmissions {rate('sfu_retransmissions_total', media='video'):.1f}/s;"
+              f" dropped down {sum(x.dropped for x in losses)} up {uplink.dropped}")
+        assert value(after, "janus_up") == 1
+        assert value(after, "sfu_peerconnections_active") == 4
+        assert value(after, "sfu_rooms_active") == 1
+        assert value(after, "sfu_room_participants_max") == 4
+        assert rate("sfu_nacks_total", direction="received", media="video") > 0
+        assert rate("sfu_nacks_total", direction="sent", media="video") > 0
+        assert rate("sfu_retransmissions_total", media="video") > 0
+        assert rate("sfu_bytes_total", direction="received", media="video") == pytest.approx(pub_rate, rel=0.2)
+        assert rate("sfu_bytes_total", direction="sent", media="video") == pytest.approx(sub_rate, rel=0.2)
+    finally:
+        for pc in (pub_pc, *sub_pcs):
+            await pc.close()
+        for client in (publisher, *subscribers):
+            await client.close()
+    await wait_until_async(lambda: server.hub.rooms == {}, timeout=10, what="room gone")
