@@ -80,6 +80,22 @@ async def scrape(port: int) -> str:
     return body.decode()
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape_samples(url: str) -> Samples:
+    """Every sample of an exposition at ``url``, keyed by name and sorted labels."""
+    status, body = await http(url)
+    assert status == 200, (url, status)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value, 0 when absent."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
 def label_values(text: str) -> dict[str, set[str]]:
     """Every label name in an exposition (``le`` excluded) with the set of values it takes."""
     seen: dict[str, set[str]] = {}

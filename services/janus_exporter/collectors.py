@@ -101,6 +101,7 @@ class MediaCollector:
         sfu_packets_lost_total{origin="remote",media="video"} 44.0
         sfu_rtt_seconds_bucket{le="0.005",media="video"} 3.0
         sfu_slow_link_events_total{direction="uplink",media="audio"} 1.0
+        janus_exporter_media_handles_tracked 4.0
     """
 
     def __init__(self, exporter: Exporter) -> None:
@@ -126,6 +127,8 @@ class MediaCollector:
             for media in MEDIA_KINDS:
                 slow.add_metric([direction, media], ledger.slow_links.get((direction, media), 0))
         yield slow
+        yield GaugeMetricFamily("janus_exporter_media_handles_tracked",
+                                "Handles whose last counter values the exporter keeps", value=ledger.tracked_handles)
 
 
 def _label_values(labels: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lab.peers import (
     PacketLoss,
@@ -21,20 +20,9 @@ from lab.peers import (
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
-from support import http, token, ws_url
+from support import scrape_samples, token, value, ws_url
 
 pytestmark = pytest.mark.janus
-
-
-async def scrape_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, body = await http(url)
-    assert status == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_nacks_retransmissions_and_byte_rates_follow_the_media(lab_netns, monitored_nodes, signaling_server):
