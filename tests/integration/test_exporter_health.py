@@ -13,6 +13,7 @@ from aiohttp import web
 from janus_exporter import config as exporter_config
 from janus_exporter.exporter import Exporter
 from janus_exporter.server import build_app
+
 from support import http, scrape_samples, value
 
 pytestmark = pytest.mark.janus
