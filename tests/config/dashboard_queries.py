@@ -6,6 +6,8 @@ against Prometheus themselves. Self-contained (standard library only) so that an
     from dashboard_queries import panel_queries      # from tests/config/
     for q in panel_queries():                         # every panel's every target
         result = prometheus_query(q.promql)           # e.g. GET /api/v1/query?query=...
+    for v in variable_queries():                      # label_values(selector, label) variables
+        assert all(v.label in s["metric"] for s in prometheus_query(v.promql))
 
 Substitutions: ``$__rate_interval`` -> 1m, ``$__interval`` -> 15s, ``$__range`` -> 1h (and their
 ``_ms`` / ``_s`` forms), each dashboard template variable (``$node``, ``${node}``, ``${node:regex}``,
@@ -28,6 +30,17 @@ BUILTINS = {
     "__range": "1h", "__range_s": "3600", "__range_ms": "3600000",
 }
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)(?::\w+)?\]\]")
+
+
+_LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$", re.S)
+
+
+@dataclass(frozen=True)
+class VariableQuery:
+    dashboard: str  # dashboard uid
+    variable: str  # template variable name
+    label: str  # the label whose values the variable offers
+    promql: str  # the series selector, other variables replaced: its results must carry ``label``
 
 
 @dataclass(frozen=True)
@@ -78,4 +91,22 @@ def panel_queries(dashboards_dir: Path = DASHBOARDS_DIR,
                 expr = target.get("expr", "")
                 result.append(PanelQuery(dashboard["uid"], panel.get("title", ""), target.get("refId", ""), expr,
                                          substitute(expr, template, variables), bool(target.get("instant"))))
+    return result
+
+
+def variable_queries(dashboards_dir: Path = DASHBOARDS_DIR,
+                     variables: Mapping[str, str] | None = None) -> list[VariableQuery]:
+    """Every ``label_values(selector, label)`` template variable, as a PromQL selector to run."""
+    result = []
+    for dashboard in load_dashboards(dashboards_dir).values():
+        template = dashboard.get("templating", {}).get("list", [])
+        defaults = {v["name"]: ".*" for v in template}
+        for variable in template:
+            query = variable.get("query")
+            text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+            match = _LABEL_VALUES.match(text.strip())
+            if match is None:
+                raise ValueError(f"{dashboard['uid']} ${variable['name']}: not a label_values(selector, label) query")
+            result.append(VariableQuery(dashboard["uid"], variable["name"], match.group(2),
+                                        substitute(match.group(1), defaults, variables)))
     return result

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboard_queries import load_dashboards, panel_queries, panels, substitute
+from dashboard_queries import load_dashboards, panel_queries, panels, substitute, variable_queries
 from promql_names import REPO, metric_names, unknown_metrics
 
 GRAFANA = REPO / "grafana"
@@ -117,6 +117,10 @@ def test_the_node_dashboard_has_region_and_node_variables_that_every_sfu_query_f
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert list(variables) == ["region", "node"]
     assert "$region" in variables["node"]["query"]["query"]
+    assert [(v.variable, v.label, v.promql) for v in variable_queries()] == [
+        ("region", "region", 'up{job="sfu_nodes"}'), ("node", "node", 'up{job="sfu_nodes", region=~".*"}')]
+    for v in variable_queries():
+        assert unknown_metrics(metric_names(v.promql)) == set()
     for query in panel_queries():
         if query.dashboard == "sfu-node":
             assert "$node" in query.expr, f"{query.panel}: ignores the node variable"
