@@ -43,5 +43,13 @@ class SignalingClient:
     async def join(self, room: str, token: str, role: str = "publisher", **extra: Any) -> dict[str, Any]:
         return await self.request({"type": "join", "room": room, "token": token, "role": role, **extra}, "joined")
 
+    async def first_feed(self, joined: dict[str, Any], timeout: float = 10.0) -> int:
+        """A publisher's feed id: from the ``joined`` reply, or the next ``publisher_added`` (Janus lists a
+        publisher only once its media is set up, which can be just after the publisher saw ICE connect)."""
+        if joined.get("publishers"):
+            return int(joined["publishers"][0]["feed"])
+        added = await self.receive("publisher_added", timeout=timeout)
+        return int(added["publishers"][0]["feed"])
+
     async def close(self) -> None:
         await self.ws.close()

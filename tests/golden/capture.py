@@ -86,7 +86,7 @@ async def capture(seconds: float) -> tuple[list[dict[str, Any]], list[Any], str]
             clients.append(client)
             pcs.append(pc := new_peer_connection())
             joined = await client.join("golden", token("golden"), role="subscriber")
-            await subscribe(client, pc, joined["publishers"][0]["feed"], loss=loss)
+            await subscribe(client, pc, await client.first_feed(joined), loss=loss)
         await asyncio.sleep(seconds)  # a capture, not a test: let counters grow for a while
         recorder = RecordingClient(node.admin_url, node.admin_secret)
         await sweep(recorder, handle_info=True)

@@ -69,7 +69,7 @@ async def test_handles_joining_and_leaving_in_waves_keep_counters_monotonic_and_
             viewer_pcs = [new_peer_connection() for _ in viewers]
             for client, pc in zip(viewers, viewer_pcs, strict=True):
                 joined = await client.join("churn", token("churn"), role="subscriber")
-                assert (await subscribe(client, pc, joined["publishers"][0]["feed"]))[0] == "connected"
+                assert (await subscribe(client, pc, await client.first_feed(joined)))[0] == "connected"
             lurkers = await join_many(url, "churn", WAVE, token)
             await wait_until_async(lambda: value(watcher.last, "janus_exporter_media_handles_tracked") >= 3,
                                    timeout=10, what="media of publisher and viewers seen")

@@ -20,7 +20,7 @@ from lab.peers import (
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
-from support import scrape_samples, token, value, ws_url
+from support import join_many, leave_all, sample, scrape_samples, token, value, ws_url
 
 pytestmark = pytest.mark.janus
 
@@ -41,7 +41,7 @@ async def test_nacks_retransmissions_and_byte_rates_follow_the_media(lab_netns, 
         drop_outgoing_rtp(pub_pc, uplink := PacketLoss(0.05, after=4.0, seed=99))
         for client, pc, loss in zip(subscribers, sub_pcs, losses, strict=True):
             joined = await client.join("exporter-room", token("exporter-room"), role="subscriber")
-            state, _ = await subscribe(client, pc, joined["publishers"][0]["feed"], loss=loss)
+            state, _ = await subscribe(client, pc, await client.first_feed(joined), loss=loss)
             assert state == "connected"
         await asyncio.sleep(6)  # warm-up of the loss (4 s) plus one stats period; media flows meanwhile
 
@@ -81,3 +81,22 @@ async def test_nacks_retransmissions_and_byte_rates_follow_the_media(lab_netns, 
         for client in (publisher, *subscribers):
             await client.close()
     await wait_until_async(lambda: server.hub.rooms == {}, timeout=10, what="room gone")
+
+
+async def test_least_handles_placement_reads_the_real_exporters(monitored_nodes, signaling_server):
+    exporters = monitored_nodes(2)
+    server = await signaling_server(
+        [e.node for e in exporters], placement_policy="least_handles", handles_poll="0.3",
+        sfu_exporters=",".join(f"{e.node.node_name}={e.metrics_url}" for e in exporters))
+    busy = await join_many(ws_url(server), "busy", 20, token)
+    try:
+        busy_node = server.hub.rooms["busy"].node
+        await wait_until_async(lambda: server.hub.handles(busy_node) == 20, timeout=10,
+                               what="the poller reads 20 handles from the busy node's exporter")
+        quiet = await join_many(ws_url(server), "quiet", 1, token)
+        assert server.hub.rooms["quiet"].node != busy_node
+        assert sample(server.registry, "signaling_room_placements_total", node=server.hub.rooms["quiet"].node,
+                      policy="least_handles") == 1
+        await leave_all(quiet)
+    finally:
+        await leave_all(busy)
