@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 
 
@@ -46,3 +48,14 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    """The HTTP status of a GET on ``url``; 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import secrets
 import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.components import Component, JanusNode, python_module
 from lab.netns import NetNamespace
+from lab.readiness import http_status
 
 NODE_NAMES = tuple(f"sfu-node-{i:02d}" for i in range(1, 5))
 
@@ -24,16 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
 
 
 @dataclass

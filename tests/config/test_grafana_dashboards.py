@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboard_queries import load_dashboards, panel_queries, panels, substitute, variable_queries
 from promql_names import REPO, metric_names, unknown_metrics
+
+from lab.dashboards import load_dashboards, panel_queries, panels, substitute, variable_queries
 
 GRAFANA = REPO / "grafana"
 DASHBOARDS = {"sfu-health.json": ("sfu-health", "SFU Health"), "sfu-node.json": ("sfu-node", "SFU Node")}

@@ -1,9 +1,9 @@
 """Every PromQL query of the Grafana dashboards, with Grafana's variables replaced, ready to run.
 
-Grafana cannot run here, so tests read the queries from ``grafana/dashboards/*.json`` and run them
-against Prometheus themselves. Self-contained (standard library only) so that any test can load it::
+Grafana cannot run here, so tests (and ``lab report``) read the queries from
+``grafana/dashboards/*.json`` and run them against Prometheus themselves. Standard library only::
 
-    from dashboard_queries import panel_queries      # from tests/config/
+    from lab.dashboards import panel_queries
     for q in panel_queries():                         # every panel's every target
         result = prometheus_query(q.promql)           # e.g. GET /api/v1/query?query=...
     for v in variable_queries():                      # label_values(selector, label) variables
