@@ -63,7 +63,8 @@ def monitored_nodes(lab_netns: NetNamespace, tmp_path: Path) -> Iterator[Callabl
             events_url = f"http://{lab_netns.host_ip}:{port}/events"
             node = JanusNode(f"sfu-node-{index + 1:02d}", index, lab_netns, tmp_path / "janus",
                              admin_secret=secrets.token_hex(12), extra_env=events_env(events_url, stats_period))
-            exporter = JanusExporter(node, lab_netns, tmp_path / "janus", port=port, extra_env=exporter_env)
+            exporter = JanusExporter(node, tmp_path / "janus", host=lab_netns.host_ip, port=port, extra_env={
+                "JANUS_EXPORTER_EVENT_SOURCES": f"{lab_netns.ns_ip}/32", **exporter_env})
             started.extend([node, exporter])
             node.start_and_wait()
             exporter.start_and_wait()

@@ -1,11 +1,12 @@
 """``lab``: the native runner's command line.
 
-    lab demo [--seconds 15] [--subscribers 2]
+    lab up [--fast]          start the whole stack natively (no Docker) and say where to look
+    lab status               components, PIDs, ports, health (exit 1 if any is not healthy)
+    lab logs NAME [-n 50]    the end of one component's log
+    lab demo [--seconds 10]  real media from aiortc peers through the running stack, then what it shows
+    lab down                 stop everything; no process, namespace or CPU group is left
 
-``demo`` is the main job for now: it starts the stack pieces that exist (four real Janus SFU
-nodes in a private network namespace and the signaling service), sends real media from an aiortc
-publisher to aiortc subscribers through them, prints what the service's metrics say, and tears
-everything down. It stops by itself.
+The stack keeps running between commands (``lab up`` returns); ``lab down`` ends it.
 """
 
 from __future__ import annotations
@@ -13,70 +14,121 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
-import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from lab import topology
 from lab.components import ComponentError
+from lab.monitoring import MissingPrerequisite, query
+from lab.native import LabError, NativeStack, load_secrets
 from lab.netns import NetnsError
-from lab.stack import Stack
+from lab.readiness import NotReady, wait_until
 
 
-def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+def _urls(stack: NativeStack) -> list[str]:
+    netns = stack.netns()
+    ip = netns.ns_ip if netns else "?"
+    return [
+        f"Prometheus     http://{ip}:{topology.PROMETHEUS_PORT}  (alerts: /alerts, targets: /targets)",
+        f"Alertmanager   http://{ip}:{topology.ALERTMANAGER_PORT}",
+        f"Alert sink     http://{ip}:{topology.ALERT_SINK_PORT}/alerts  (notifications Alertmanager sent)",
+        f"Signaling      ws://{ip}:{topology.SIGNALING_PORT}/ws/signaling, metrics "
+        f"http://{ip}:{topology.SIGNALING_PORT}/metrics, admin API http://{ip}:{topology.SIGNALING_ADMIN_PORT}",
+        "Grafana        not available natively: the dashboards' queries run in Prometheus's own UI",
+        "Logs           lab logs NAME;  stop with: lab down",
+    ]
 
 
-async def _media_demo(stack: Stack, seconds: float, subscribers: int) -> int:
+def up(args: argparse.Namespace) -> int:
+    stack = NativeStack()
+    print("lab up: starting the native stack")
+    try:
+        took = stack.up(fast=args.fast)
+    except (LabError, ComponentError, NetnsError, MissingPrerequisite) as exc:
+        print(f"lab up: {exc}", file=sys.stderr)
+        return 1
+    state = stack.state() or {}
+    print(f"\nall components healthy after {took:.1f} s; total resident memory "
+          f"{stack.resident_bytes() / 2**20:.0f} MiB")
+    for note in state.get("notes", []):
+        print(f"note: {note}")
+    print("\nwhere to look:")
+    for line in _urls(stack):
+        print(f"  {line}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    stack = NativeStack()
+    if stack.state() is None:
+        print("lab status: the native stack is not up (`lab up` starts it)")
+        return 1
+    rows = stack.status()
+    print(f"{'component':22} {'pid':>8}  {'ports':34} health")
+    for row in rows:
+        print(f"{row['name']:22} {row['pid'] or '-':>8}  {row['ports']:34} {row['health']}")
+    problems = [r for r in rows if r["health"] not in ("healthy", "absent", "done")]
+    for row in rows:
+        if row["note"] and row["health"] in ("absent", "done"):
+            print(f"  {row['name']}: {row['note']}")
+    for row in problems:
+        print(f"\n{row['name']} is {row['health']}; end of its log:\n{row['note']}")
+    for note in (stack.state() or {}).get("notes", []):
+        print(f"note: {note}")
+    print()
+    for line in _urls(stack):
+        print(f"  {line}")
+    return 1 if problems else 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    stack = NativeStack()
+    known = {e.name: e for e in stack.entries()}
+    if args.name not in known:
+        names = ", ".join(known) or "none: the stack is not up"
+        print(f"lab logs: no component {args.name!r} (running: {names})", file=sys.stderr)
+        return 1
+    lines = Path(known[args.name].log).read_text(errors="replace").splitlines()
+    print("\n".join(lines[-args.lines:]))
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    NativeStack().down()
+    print("lab down: nothing of the native stack is left")
+    return 0
+
+
+async def _media(stack: NativeStack, seconds: float, subscribers: int) -> int:
     from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
     from signaling.client import SignalingClient
     from signaling.tokens import mint
 
-    assert stack.netns is not None
-    bind_ice_to(stack.netns.host_ip)
+    netns = stack.netns()
+    assert netns is not None
+    key = load_secrets(stack.home, stack.env)["SIGNALING_TOKEN_KEY"]
+    url = f"ws://{netns.ns_ip}:{topology.SIGNALING_PORT}/ws/signaling"
+    bind_ice_to(netns.host_ip)
     clients, pcs = [], []
     try:
-        publisher = await SignalingClient.connect(stack.ws_url)
+        publisher = await SignalingClient.connect(url)
         clients.append(publisher)
         pcs.append(pc := new_peer_connection())
-        joined = await publisher.join("demo", mint(stack.token_key, room="demo", user="presenter"))
-        print(f"publisher joined room 'demo' as feed {joined['feed']}")
-        print(f"publisher ICE: {await publish(publisher, pc, video=SyntheticVideo())}")
+        joined = await publisher.join("demo", mint(key, room="demo", user="presenter"))
+        print(f"publisher joined room 'demo' as feed {joined['feed']}; ICE "
+              f"{await publish(publisher, pc, video=SyntheticVideo())}")
         counters = []
         for index in range(subscribers):
-            client = await SignalingClient.connect(stack.ws_url)
+            client = await SignalingClient.connect(url)
             clients.append(client)
             pcs.append(pc := new_peer_connection())
-            await client.join("demo", mint(stack.token_key, room="demo", user=f"viewer-{index}"), role="subscriber")
-            state, counter = await subscribe(client, pc, joined["feed"])
+            reply = await client.join("demo", mint(key, room="demo", user=f"viewer-{index}"), role="subscriber")
+            state, counter = await subscribe(client, pc, await client.first_feed(reply))
             print(f"subscriber {index} ICE: {state}")
             counters.append(counter)
-        print(f"receiving media for {seconds:g} s ...")
+        print(f"media flows for {seconds:g} s ...")
         await asyncio.sleep(seconds)
         frames = [c.frames for c in counters]
         print(f"video frames received per subscriber: {frames}")
-        metrics = _metrics(f"{stack.http_url}/metrics")
-
-        def value(name: str, **labels: str) -> float:
-            return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
-
-        print("\nsignaling metrics (from /metrics):")
-        print(f"  signaling_websockets_active      {value('signaling_websockets_active', region='local'):g}")
-        print(f"  signaling_rooms_active           {value('signaling_rooms_active', region='local'):g}")
-        print(f"  signaling_participants_active    {value('signaling_participants_active', region='local'):g}")
-        count = value("signaling_ice_negotiation_seconds_count", status="connected")
-        total = value("signaling_ice_negotiation_seconds_sum", status="connected")
-        print(f"  ICE negotiations connected       {count:g} (mean {total / max(count, 1) * 1000:.0f} ms)")
-        joins = value("signaling_join_duration_seconds_count")
-        print(f"  joins                            {joins:g} (mean "
-              f"{value('signaling_join_duration_seconds_sum') / max(joins, 1) * 1000:.0f} ms)")
-        placed = {dict(labels)["node"]: v for (name, labels), v in metrics.items()
-                  if name == "signaling_room_placements_total"}
-        print(f"  room placements                  {placed}")
         return 0 if frames and min(frames) > 0 else 1
     finally:
         for pc in pcs:
@@ -85,30 +137,60 @@ async def _media_demo(stack: Stack, seconds: float, subscribers: int) -> int:
             await client.close()
 
 
-def demo(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="lab-demo-") as workdir:
-        stack = Stack(Path(workdir), placement_policy=args.policy)
+def _show_prometheus(stack: NativeStack) -> None:
+    netns = stack.netns()
+    assert netns is not None
+    url = f"http://{netns.ns_ip}:{topology.PROMETHEUS_PORT}"
+    print("\nwaiting for Prometheus to scrape the media twice (15 s scrape interval) ...")
+    try:
+        wait_until(lambda: bool(query(url, "instance:sfu_egress_bits:rate1m > 0")), timeout=45, interval=1,
+                   what="egress bitrate in Prometheus")
+    except (NotReady, OSError, RuntimeError) as exc:
+        print(f"  {exc}")
+    queries = {
+        "SFU handles per node": "sfu_active_handles",
+        "Janus CPU, share of budget": "instance:sfu_process_cpu:budget_ratio_rate1m",
+        "egress bit/s per node": "instance:sfu_egress_bits:rate1m",
+        "targets up": "sum(up)",
+    }
+    print("\nwhat Prometheus sees:")
+    for title, promql in queries.items():
         try:
-            stack.start()
-            print(f"stack up: {len(stack.nodes)} Janus nodes in namespace {stack.netns.name if stack.netns else '?'}, "
-                  f"signaling on {stack.ws_url}")
-            return asyncio.run(_media_demo(stack, args.seconds, args.subscribers))
-        except (ComponentError, NetnsError) as exc:
-            print(f"lab demo: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            stack.stop()
-            print("stack down")
+            result = query(url, promql)
+        except (OSError, RuntimeError) as exc:
+            print(f"  {title}: {exc}")
+            continue
+        shown = ", ".join(f"{s['metric'].get('instance', '')} {float(s['value'][1]):.3g}".strip() for s in result)
+        print(f"  {title:28} {shown or '(no data yet)'}")
+
+
+def demo(args: argparse.Namespace) -> int:
+    stack = NativeStack()
+    if stack.state() is None and up(argparse.Namespace(fast=False)) != 0:
+        return 1
+    code = asyncio.run(_media(stack, args.seconds, args.subscribers))
+    _show_prometheus(stack)
+    print("\nthe stack is still up: `lab status`, `lab down`")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab", description="Native runner of the SFU Observability Lab.")
+    parser = argparse.ArgumentParser(prog="lab", description="Native runner of the SFU Observability Lab.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("demo", help="start the stack, send real media through it, print metrics, stop")
-    run.add_argument("--seconds", type=float, default=10, help="how long media flows (default: %(default)s)")
-    run.add_argument("--subscribers", type=int, default=2, help="aiortc subscribers (default: %(default)s)")
-    run.add_argument("--policy", default="least_participants", help="placement policy (default: %(default)s)")
-    run.set_defaults(func=demo)
+    command = commands.add_parser("up", help="start the native stack")
+    command.add_argument("--fast", action="store_true", help="alert rules with the lab's fast override")
+    command.set_defaults(func=up)
+    commands.add_parser("status", help="components, PIDs, ports and health").set_defaults(func=status)
+    command = commands.add_parser("logs", help="the end of one component's log")
+    command.add_argument("name", help="component name, as in `lab status`")
+    command.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default: %(default)s)")
+    command.set_defaults(func=logs)
+    commands.add_parser("down", help="stop the native stack").set_defaults(func=down)
+    command = commands.add_parser("demo", help="real media through the running stack (starts it if needed)")
+    command.add_argument("--seconds", type=float, default=10, help="how long media flows (default: %(default)s)")
+    command.add_argument("--subscribers", type=int, default=2, help="aiortc subscribers (default: %(default)s)")
+    command.set_defaults(func=demo)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

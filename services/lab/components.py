@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from janus_node import render as janus_render
+from lab import topology
 from lab.netns import NetNamespace
 from lab.readiness import NotReady, port_open, wait_until
 
@@ -113,11 +115,17 @@ class JanusPorts:
     @classmethod
     def for_index(cls, index: int) -> JanusPorts:
         base = 20000 + 1000 * index
-        return cls(ws=8188 + index, admin=7088 + index, rtp_range=f"{base}-{base + 999}")
+        return cls(ws=topology.janus_ws_port(index), admin=topology.janus_admin_port(index),
+                   rtp_range=f"{base}-{base + 999}")
 
 
 class JanusNode(Component):
-    """A real Janus SFU node inside the lab namespace, configured from ``services/janus/templates``."""
+    """A real Janus SFU node inside the lab namespace, configured from ``services/janus/templates``.
+
+    By default its WebSocket and Admin APIs listen on the namespace's veth address (reachable from
+    the root namespace); ``extra_env`` may move them (the native stack keeps the Admin API on the
+    namespace's 127.0.0.1, as Compose keeps it inside the node's network).
+    """
 
     def __init__(self, node_name: str, index: int, netns: NetNamespace, workdir: Path, *,
                  admin_secret: str, extra_env: Mapping[str, str] | None = None) -> None:
@@ -142,15 +150,21 @@ class JanusNode(Component):
         super().__init__(name=node_name, argv=["janus", "-F", str(self.config_dir), "-o", "-p", str(self.pidfile)],
                          workdir=workdir, netns=netns)
 
+    def _address(self, key: str) -> str:
+        address = self.janus_env[key]
+        return self.ip if address == "0.0.0.0" else address
+
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.ip}:{self.ports.ws}"
+        return f"ws://{self._address('JANUS_WS_IP')}:{self.ports.ws}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://{self.ip}:{self.ports.admin}/admin"
+        return f"http://{self._address('JANUS_ADMIN_IP')}:{self.ports.admin}/admin"
 
     def start(self) -> None:
+        if shutil.which("janus") is None:
+            raise ComponentError("janus is not installed: run `make deps` (installs Debian's janus)")
         janus_render.render(self.config_dir, self.janus_env)
         super().start()
 
@@ -172,33 +186,32 @@ class JanusNode(Component):
 
     def start_and_wait(self, timeout: float = 15.0) -> None:
         self.start()
-        self.wait_ready(lambda: port_open(self.ip, self.ports.ws) and port_open(self.ip, self.ports.admin),
-                        timeout=timeout)
+        self.wait_ready(lambda: port_open(self.ip, self.ports.ws), timeout=timeout)
 
 
 class JanusExporter(Component):
-    """The exporter sidecar of one Janus node, run in the root namespace on the veth host end.
+    """The exporter sidecar of one Janus node.
 
-    Janus (inside the namespace) posts its events to ``events_url``; the exporter accepts posts only
-    from the namespace's address and finds the Janus process through the node's pid file.
+    Tests run it in the root namespace on the veth host end (``host``), accepting events from the
+    namespace's address; the native stack runs it inside the namespace next to its node, where
+    Janus posts from 127.0.0.1 (the exporter's default event source), as in Compose.
     """
 
-    def __init__(self, node: JanusNode, netns: NetNamespace, workdir: Path, *, port: int,
+    def __init__(self, node: JanusNode, workdir: Path, *, host: str, port: int, netns: NetNamespace | None = None,
                  extra_env: Mapping[str, str] | None = None) -> None:
         self.node = node
-        self.address = (netns.host_ip, port)
+        self.address = (host, port)
         env = {
             "JANUS_ADMIN_SECRET": node.admin_secret,
             "JANUS_EXPORTER_ADMIN_URL": node.admin_url,
-            "JANUS_EXPORTER_LISTEN": netns.host_ip,
+            "JANUS_EXPORTER_LISTEN": host,
             "JANUS_EXPORTER_PORT": str(port),
-            "JANUS_EXPORTER_EVENT_SOURCES": f"{netns.ns_ip}/32",
             "JANUS_EXPORTER_PIDFILE": str(node.pidfile),
             "JANUS_STATS_PERIOD": node.janus_env.get("JANUS_STATS_PERIOD", janus_render.DEFAULTS["JANUS_STATS_PERIOD"]),
             **(extra_env or {}),
         }
         super().__init__(name=f"{node.node_name}-exporter", argv=python_module("janus_exporter"), workdir=workdir,
-                         env=env)
+                         env=env, netns=netns)
 
     @property
     def metrics_url(self) -> str:

@@ -40,8 +40,26 @@ def binary(program: str) -> str:
                               "prometheus-node-exporter)")
 
 
+def get_json(url: str, **params: str) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(url + query, timeout=10) as reply:
+        return json.load(reply)
+
+
+def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
+    """An instant query's result vector; raises ``RuntimeError`` with Prometheus's error."""
+    answer = get_json(f"{prometheus_url}/api/v1/query", query=promql)
+    if answer.get("status") != "success":
+        raise RuntimeError(f"{promql}: {answer.get('error')}")
+    return list(answer["data"]["result"])
+
+
 class HttpComponent(Component):
-    """A component that is ready when ``ready_path`` answers 200 on ``host:port``."""
+    """A component that is ready when ``ready_path`` answers 200 on ``host:port``.
+
+    ``host`` is where this process reaches it; ``listen`` (default: ``host``) is what it binds,
+    e.g. 0.0.0.0 inside the native stack's namespace, reached from outside on the namespace address.
+    """
 
     ready_path = "/-/ready"
 
@@ -59,27 +77,21 @@ class HttpComponent(Component):
         self.wait_ready(lambda: http_status(self.url + self.ready_path) == 200, timeout=timeout)
 
     def get_json(self, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(self.url + path + query, timeout=10) as reply:
-            return json.load(reply)
+        return get_json(self.url + path, **params)
 
 
 class Prometheus(HttpComponent):
     """Prometheus from a folder laid out by ``lab.rule_overrides.render_prometheus``."""
 
     def __init__(self, config: Path, workdir: Path, *, host: str = "127.0.0.1", port: int = 9090,
-                 netns: NetNamespace | None = None, retention: str = "1d") -> None:
+                 listen: str | None = None, netns: NetNamespace | None = None, retention: str = "1d") -> None:
         argv = [binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
-                f"--storage.tsdb.retention.time={retention}", f"--web.listen-address={host}:{port}",
+                f"--storage.tsdb.retention.time={retention}", f"--web.listen-address={listen or host}:{port}",
                 "--web.enable-lifecycle", "--log.level=warn"]
         super().__init__("prometheus", argv, workdir, host=host, port=port, netns=netns)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant query's result vector; raises ``RuntimeError`` with Prometheus's error."""
-        answer = self.get_json("/api/v1/query", query=promql)
-        if answer.get("status") != "success":
-            raise RuntimeError(f"{promql}: {answer.get('error')}")
-        return list(answer["data"]["result"])
+        return query(self.url, promql)
 
     def targets(self) -> list[dict[str, Any]]:
         return list(self.get_json("/api/v1/targets")["data"]["activeTargets"])
@@ -92,9 +104,9 @@ class Alertmanager(HttpComponent):
     """Alertmanager from a file rendered by ``alert_sink.amconfig`` (no clustering)."""
 
     def __init__(self, config: Path, workdir: Path, *, host: str = "127.0.0.1", port: int = 9093,
-                 netns: NetNamespace | None = None) -> None:
+                 listen: str | None = None, netns: NetNamespace | None = None) -> None:
         argv = [binary("alertmanager"), f"--config.file={config}",
-                f"--storage.path={workdir / 'alertmanager-data'}", f"--web.listen-address={host}:{port}",
+                f"--storage.path={workdir / 'alertmanager-data'}", f"--web.listen-address={listen or host}:{port}",
                 "--cluster.listen-address=", "--log.level=warn"]
         super().__init__("alertmanager", argv, workdir, host=host, port=port, netns=netns)
 
@@ -105,8 +117,8 @@ class NodeExporter(HttpComponent):
     ready_path = "/metrics"
 
     def __init__(self, workdir: Path, *, host: str = "127.0.0.1", port: int = 9100,
-                 netns: NetNamespace | None = None) -> None:
-        argv = [binary("node_exporter"), f"--web.listen-address={host}:{port}", "--log.level=warn"]
+                 listen: str | None = None, netns: NetNamespace | None = None) -> None:
+        argv = [binary("node_exporter"), f"--web.listen-address={listen or host}:{port}", "--log.level=warn"]
         super().__init__("node-exporter", argv, workdir, host=host, port=port, netns=netns)
 
 
@@ -116,9 +128,9 @@ class AlertSink(HttpComponent):
     ready_path = "/healthz"
 
     def __init__(self, workdir: Path, *, host: str = "127.0.0.1", port: int = 9099,
-                 netns: NetNamespace | None = None) -> None:
+                 listen: str | None = None, netns: NetNamespace | None = None) -> None:
         super().__init__("alert-sink", python_module("alert_sink"), workdir, host=host, port=port, netns=netns,
-                         env={"ALERT_SINK_HOST": host, "ALERT_SINK_PORT": str(port)})
+                         env={"ALERT_SINK_HOST": listen or host, "ALERT_SINK_PORT": str(port)})
 
     @property
     def webhook_url(self) -> str:

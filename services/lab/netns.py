@@ -6,8 +6,10 @@ range, never routed outside this machine). The root-namespace end of the pair is
 the signaling service and the aiortc peers reach the nodes through it, and ICE pairs the two veth
 addresses without any sysctl changes.
 
-Names carry the creating PID, so a namespace left behind by a killed run is recognised and
-removed by the next one.
+Names of ephemeral namespaces (tests, benchmarks) carry the creating PID, so one left behind by a
+killed run is recognised and removed by the next one. The native stack (``lab up``) outlives the
+command that made it: it uses the fixed name ``sfulab-up`` and slot ``UP_SLOT``, which ephemeral
+namespaces never take, and ``lab down`` removes it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 
 PREFIX = "sfulab-"
 NETWORK = ipaddress.ip_network("198.18.0.0/15")
+EPHEMERAL_SLOTS = 8000
+UP_NAME, UP_SLOT = f"{PREFIX}up", EPHEMERAL_SLOTS  # 198.18.125.0/30: host .1, namespace .2
 
 
 class NetnsError(RuntimeError):
@@ -80,19 +84,26 @@ class NetNamespace:
     ns_ip: str
 
     @classmethod
-    def create(cls) -> NetNamespace:
+    def create(cls, name: str | None = None, slot: int | None = None) -> NetNamespace:
+        """A new namespace: ephemeral (named after this PID) unless ``name`` and ``slot`` are given."""
         if shutil.which("ip") is None:
             raise NetnsError("the 'ip' command is missing: run `make deps` (installs iproute2)")
         if os.geteuid() != 0:
             raise NetnsError("creating a network namespace needs root")
         remove_stale()
         used = set(existing())
-        slot = os.getpid() % 8000
-        while f"{PREFIX}{os.getpid()}-{slot}" in used or _ip("link", "show", f"slh{slot}", check=False).returncode == 0:
-            slot = (slot + 1) % 8000
+        if name is not None and slot is not None:
+            if name in used:
+                raise NetnsError(f"namespace {name} exists already")
+        else:
+            slot = os.getpid() % EPHEMERAL_SLOTS
+            while (f"{PREFIX}{os.getpid()}-{slot}" in used
+                   or _ip("link", "show", f"slh{slot}", check=False).returncode == 0):
+                slot = (slot + 1) % EPHEMERAL_SLOTS
+            name = f"{PREFIX}{os.getpid()}-{slot}"
         subnet = list(NETWORK.subnets(new_prefix=30))[slot]
         host_ip, ns_ip = (str(a) for a in list(subnet.hosts())[:2])
-        ns = cls(f"{PREFIX}{os.getpid()}-{slot}", slot, f"slh{slot}", f"sln{slot}", host_ip, ns_ip)
+        ns = cls(name, slot, f"slh{slot}", f"sln{slot}", host_ip, ns_ip)
         try:
             ns._build(subnet.prefixlen)
         except subprocess.CalledProcessError as exc:

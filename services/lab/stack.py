@@ -15,8 +15,7 @@ from pathlib import Path
 from lab.components import Component, JanusNode, python_module
 from lab.netns import NetNamespace
 from lab.readiness import http_status
-
-NODE_NAMES = tuple(f"sfu-node-{i:02d}" for i in range(1, 5))
+from lab.topology import NODE_NAMES
 
 
 def free_port() -> int:
