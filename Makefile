@@ -1,6 +1,7 @@
 # Every target sets up what it needs, idempotently, on a fresh Debian 12 machine (run as root).
 #   make test   the whole suite (unit, real Janus nodes in a private network namespace, lint)
-#   make demo   the main job: the stack pieces that exist, and a real publisher/subscriber through them
+#   make demo   the main job: the whole stack natively (lab up), real media through it, where to look
+#   make down   stop the native stack
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := janus prometheus prometheus-alertmanager prometheus-node-exporter iproute2 python3-venv
 STAMPS := .make
 
-.PHONY: deps test lint demo bench clean
+.PHONY: deps test lint demo down bench clean
 
 deps: $(STAMPS)/apt $(STAMPS)/venv
 
@@ -37,9 +38,14 @@ lint: deps
 
 demo: deps
 	$(VENV)/bin/lab demo
+	$(VENV)/bin/lab status
+
+down: deps
+	$(VENV)/bin/lab down
 
 bench: deps
 	$(PY) bench/signaling_bench.py
+	$(PY) bench/exporter_bench.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS)

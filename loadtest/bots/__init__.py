@@ -1,0 +1,1 @@
+"""aiortc bots: many publishers and subscribers per process, with client-side metrics."""

@@ -1,0 +1,1 @@
+"""Scenarios (`lab scenario NAME`): incident, silent-failure, node-down, auth-storm."""
