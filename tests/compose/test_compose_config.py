@@ -292,3 +292,9 @@ def test_the_alertmanager_init_command_renders_a_config_alertmanager_finds_with_
         "ALERTMANAGER_SLACK_WEBHOOK_URL"]
     assert not any("pagerduty_configs" in r for r in document["receivers"]), "PagerDuty is off unless set"
     assert [m["read_only"] for m in alertmanager["volumes"] if m["source"] == "alertmanager-config"] == [True]
+
+
+def test_every_variable_compose_reads_is_documented_in_env_example():
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", (REPO / "compose.yaml").read_text()))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
+    assert used and used <= documented, f"not in .env.example: {sorted(used - documented)}"
