@@ -11,11 +11,12 @@ import asyncio
 import fractions
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import is_rtcp
 from av import VideoFrame
@@ -64,10 +65,11 @@ class PacketLoss:
     warm-up of a few seconds stalls the video instead of causing NACKs and retransmissions.
     """
 
-    def __init__(self, fraction: float, *, after: float = 5.0, seed: int | None = None) -> None:
+    def __init__(self, fraction: float, *, after: float = 5.0, seed: int | None = None,
+                 on_drop: Callable[[], None] | None = None) -> None:
         if not 0 <= fraction < 1:
             raise ValueError("fraction must be in [0, 1)")
-        self.fraction, self.after = fraction, after
+        self.fraction, self.after, self.on_drop = fraction, after, on_drop
         self._random = random.Random(seed)
         self._from: float | None = None
         self.seen = self.dropped = self.bytes_seen = 0
@@ -81,6 +83,8 @@ class PacketLoss:
         if self._from is None or time.monotonic() < self._from or self._random.random() >= self.fraction:
             return False
         self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop()
         return True
 
 
@@ -135,8 +139,10 @@ async def wait_ice(pc: RTCPeerConnection, timeout: float) -> str:
 
 
 async def publish(client: SignalingClient, pc: RTCPeerConnection, *, video: VideoStreamTrack,
-                  timeout: float = 15.0) -> str:
-    """Publish ``video`` on a joined client; report the ICE outcome to the service and return it."""
+                  audio: MediaStreamTrack | None = None, timeout: float = 15.0) -> str:
+    """Publish ``video`` (and ``audio``) on a joined client; report the ICE outcome to the service and return it."""
+    if audio is not None:
+        pc.addTrack(audio)
     pc.addTrack(video)
     await pc.setLocalDescription(await pc.createOffer())
     answer = await client.request({"type": "publish", "sdp": pc.localDescription.sdp}, "answer")
@@ -167,16 +173,20 @@ class FrameCounter:
 
 
 async def subscribe(client: SignalingClient, pc: RTCPeerConnection, feed: int, *,
-                    timeout: float = 15.0, loss: PacketLoss | None = None) -> tuple[str, FrameCounter]:
+                    timeout: float = 15.0, loss: PacketLoss | None = None,
+                    on_track: Callable[[Any], None] | None = None) -> tuple[str, FrameCounter]:
     """Subscribe to ``feed``; count its video frames; report the ICE outcome; return both.
 
-    With ``loss``, incoming RTP is dropped as ``loss`` says (after its warm-up).
+    With ``loss``, incoming RTP is dropped as ``loss`` says (after its warm-up). With ``on_track``,
+    every received track goes to it instead of the frame counter.
     """
     counter = FrameCounter()
 
     @pc.on("track")
     def _on_track(track: Any) -> None:
-        if track.kind == "video":
+        if on_track is not None:
+            on_track(track)
+        elif track.kind == "video":
             counter.task = asyncio.ensure_future(counter.consume(track))
 
     offer = await client.request({"type": "subscribe", "feed": feed}, "offer")

@@ -157,7 +157,8 @@ class SignalingServer:
 
     def _placement_state(self) -> dict[str, Any]:
         return {"policy": self.placement.policy,
-                "nodes": [load.__dict__ for load in self.hub.loads()]}
+                "nodes": [load.__dict__ for load in self.hub.loads()],
+                "rooms": {name: room.node for name, room in self.hub.rooms.items()}}
 
     async def _get_placement(self, request: web.Request) -> web.Response:
         return web.json_response(self._placement_state())

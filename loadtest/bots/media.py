@@ -1,0 +1,104 @@
+"""What the bots send and how they receive cheaply.
+
+``ToneAudio`` is a 440 Hz tone (Opus does not compress it to nothing, unlike silence).
+``skip_video_decoding()`` replaces aiortc's decoder worker in this process with one that only
+counts encoded frames: the jitter buffer still reassembles frames and asks for retransmissions and
+keyframes (so NACKs and PLIs are real), but no CPU goes to VP8 decoding. ``set_video_bitrate``
+sets the VP8 encoder's starting bitrate. ``drain`` reads a track until it ends, counting frames
+and freezes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiortc import MediaStreamTrack, rtcrtpreceiver
+from aiortc.codecs import vpx
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from loadtest.bots.metrics import FREEZE_SECONDS, BotMetrics
+
+SAMPLE_RATE = 48000
+PTIME = 0.02
+
+
+class ToneAudio(MediaStreamTrack):
+    """A mono 440 Hz tone in 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float = 440.0) -> None:
+        super().__init__()
+        self._samples = int(SAMPLE_RATE * PTIME)
+        self._phase = 2 * math.pi * frequency / SAMPLE_RATE
+        self._count = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self._count * PTIME - time.monotonic()))
+        t = np.arange(self._count * self._samples, (self._count + 1) * self._samples)
+        data = (np.sin(t * self._phase) * 8000).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._count * self._samples
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._count += 1
+        return frame
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """What a non-decoding receiver hands to its track instead of a decoded frame."""
+
+    timestamp: int
+
+
+def _counting_worker(loop: asyncio.AbstractEventLoop, input_q: queue.Queue, output_q: asyncio.Queue,
+                     decode_error: threading.Event) -> None:
+    while True:
+        task = input_q.get()
+        if task is None:
+            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+            return
+        _, encoded = task
+        asyncio.run_coroutine_threadsafe(output_q.put(EncodedFrame(encoded.timestamp)), loop)
+
+
+_real_worker = rtcrtpreceiver.decoder_worker
+
+
+def skip_video_decoding(skip: bool = True) -> None:
+    """Receivers created from now on in this process count encoded frames instead of decoding them."""
+    rtcrtpreceiver.decoder_worker = _counting_worker if skip else _real_worker  # type: ignore[assignment]
+
+
+def set_video_bitrate(bits_per_second: int) -> None:
+    """Starting bitrate of VP8 encoders created from now on (aiortc adapts it to REMB within its bounds)."""
+    vpx.DEFAULT_BITRATE = max(vpx.MIN_BITRATE, min(bits_per_second, vpx.MAX_BITRATE))
+
+
+async def drain(track: Any, media: str, metrics: BotMetrics) -> None:
+    """Receive ``track`` until it ends; count its frames, and video gaps over ``FREEZE_SECONDS``."""
+    frames = metrics.frames.labels(media)
+    last: float | None = None
+    try:
+        while True:
+            await track.recv()
+            now = time.monotonic()
+            if media == "video" and last is not None and now - last > FREEZE_SECONDS:
+                metrics.freezes.inc()
+            last = now
+            frames.inc()
+    except MediaStreamError:
+        return
