@@ -259,10 +259,18 @@ class _Participant(User):
 
     # ---- connection ---------------------------------------------------------------------------------
     def close(self) -> None:
+        """Send a close frame and drop the socket, without waiting for the service's close frame.
+
+        Not ``WebSocket.close()``: its wait for the reply swallows every exception with a bare
+        ``except``, Locust's GreenletExit included, and a user stopped there would run on forever.
+        """
         ws, self.ws = self.ws, None
         if ws is not None:
-            with contextlib.suppress(websocket.WebSocketException, OSError):
-                ws.close(timeout=1)
+            try:
+                with contextlib.suppress(websocket.WebSocketException, OSError):
+                    ws.send_close()
+            finally:
+                ws.shutdown()
 
     def connect(self) -> bool:
         self.close()
