@@ -98,6 +98,19 @@ def parse_stages(text: str) -> list[Stage]:
     return stages
 
 
+def slow_ramps(stages: list[Stage]) -> list[str]:
+    """Stages whose ramp outlasts them: Locust finishes a ramp before it looks at the next stage,
+    so such a stage pushes every later one back."""
+    problems, users = [], 0
+    for index, stage in enumerate(stages):
+        ramp = abs(stage.users - users) / stage.spawn_rate
+        if ramp > stage.duration:
+            problems.append(f"stage {index + 1} ramps {users}->{stage.users} users in {ramp:g} s, "
+                            f"longer than its {stage.duration:g} s")
+        users = stage.users
+    return problems
+
+
 def stage_at(stages: list[Stage], elapsed: float) -> Stage | None:
     """The stage running ``elapsed`` seconds into the run; None once the table is over."""
     end = 0.0
@@ -202,32 +215,45 @@ def option_values(environment: Any) -> dict[str, str]:
 
 def settings_for(environment: Any) -> Settings:
     settings = getattr(environment, "signaling_settings", None)
-    if settings is None:
-        settings = Settings.load(option_values(environment))
-        environment.signaling_settings = settings
+    return settings if settings is not None else apply_settings(environment)
+
+
+def apply_settings(environment: Any) -> Settings:
+    """Read the settings afresh (the web UI may have changed the options) and split the users by them."""
+    settings = environment.signaling_settings = Settings.load(option_values(environment))
+    SignalingUser.weight = 1 - settings.bad_token_share
+    BadTokenUser.weight = settings.bad_token_share
     return settings
 
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("signaling load (loadtest/locustfile.py)")
-    for name, (env_var, default, help_text) in OPTIONS.items():
-        group.add_argument("--" + name.replace("_", "-"), dest=name, env_var=env_var, default=default,
-                           help=f"{help_text} (env {env_var}, default {default!r})")
+    for name, (env_var, default, help_text) in OPTIONS.items():  # shown in the web UI's custom parameters too
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, env_var=env_var, default=default,
+                            help=f"signaling load: {help_text} (env {env_var}, default {default!r})")
 
 
 @events.init.add_listener
 def _check_settings(environment: Any, **_: Any) -> None:
     """Refuse to start with a missing key or a bad option, rather than fail every request."""
     try:
-        settings = settings_for(environment)
+        settings = apply_settings(environment)
         parsed = getattr(environment, "parsed_options", None)
         if parsed is not None and getattr(parsed, "headless", False):
             signaling_url(environment.host, settings.ws_path)
     except SettingsError as exc:
         sys.exit(f"locustfile: {exc}")
-    SignalingUser.weight = 1 - settings.bad_token_share
-    BadTokenUser.weight = settings.bad_token_share
+    for problem in slow_ramps(settings.stages):
+        log.warning("%s; later stages start late", problem)
+
+
+@events.test_start.add_listener
+def _reload_settings(environment: Any, **_: Any) -> None:
+    """Before the users of a run are dispatched: take the options as the web UI left them."""
+    try:
+        apply_settings(environment)
+    except SettingsError as exc:
+        log.error("locustfile: %s; the run keeps its previous settings", exc)
 
 
 class SignalingError(Exception):
@@ -403,7 +429,10 @@ class StagesShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         environment = self.runner.environment if self.runner is not None else None
-        stages = settings_for(environment).stages if environment is not None else parse_stages(
-            os.environ.get("LOCUST_STAGES", DEFAULT_STAGES))
+        try:  # read on every tick: the web UI may edit the table between runs
+            stages = parse_stages(option_values(environment)["stages"])
+        except SettingsError as exc:
+            log.error("locustfile: %s; stopping", exc)
+            return None
         stage = stage_at(stages, self.get_run_time())
         return None if stage is None else (stage.users, stage.spawn_rate)

@@ -61,7 +61,10 @@ def test_stage_table_is_parsed_and_the_shape_ends_after_the_last_stage(locustfil
     for bad in ("", "10:5", "10:five:2", "0:5:1", "10:-1:1", "10:5:0"):
         with pytest.raises(locustfile.SettingsError):
             locustfile.parse_stages(bad)
-    assert locustfile.parse_stages(locustfile.DEFAULT_STAGES)[-1].users == 0
+    default = locustfile.parse_stages(locustfile.DEFAULT_STAGES)
+    assert default[-1].users == 0 and locustfile.slow_ramps(default) == []
+    assert locustfile.slow_ramps(locustfile.parse_stages("10:50:1,5:0:100")) == [
+        "stage 1 ramps 0->50 users in 50 s, longer than its 10 s"]
 
 
 @pytest.mark.parametrize("reason", ["expired", "bad_signature", "malformed", "wrong_room", "missing"])
