@@ -42,7 +42,7 @@ def up(args: argparse.Namespace) -> int:
     stack = NativeStack()
     print("lab up: starting the native stack")
     try:
-        took = stack.up(fast=args.fast)
+        took = stack.up(fast=args.fast, node_cpus=getattr(args, "node_cpus", None))
     except (LabError, ComponentError, NetnsError, MissingPrerequisite) as exc:
         print(f"lab up: {exc}", file=sys.stderr)
         return 1
@@ -174,6 +174,28 @@ def demo(args: argparse.Namespace) -> int:
     return code
 
 
+def scenario(args: argparse.Namespace) -> int:
+    from loadtest.scenarios import scenarios
+    from loadtest.scenarios.runner import run_native
+
+    known = scenarios()
+    if args.name not in known:
+        print(f"lab scenario: no scenario {args.name!r}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    chosen = known[args.name]
+    size = args.size or chosen.default_size
+    stack = NativeStack()
+    wanted = {"fast": True, "node_cpus": chosen.node_cpus(size)}
+    if stack.state() is None:
+        if up(argparse.Namespace(fast=True, node_cpus=wanted["node_cpus"])) != 0:
+            return 1
+    elif stack.settings() != wanted:
+        print(f"lab scenario: the running stack has {stack.settings()}, {args.name} at size {size} needs {wanted}: "
+              "`lab down` first (lab scenario then starts it right)", file=sys.stderr)
+        return 1
+    return run_native(stack, chosen, size, out=args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab", description="Native runner of the SFU Observability Lab.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -187,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default: %(default)s)")
     command.set_defaults(func=logs)
     commands.add_parser("down", help="stop the native stack").set_defaults(func=down)
+    command = commands.add_parser("scenario", help="run a scenario against the native stack (starts it if needed)")
+    command.add_argument("name", help="incident, silent-failure, node-down or auth-storm")
+    command.add_argument("--size", type=int, default=0,
+                         help="the one size knob (incident: mega-room participants; default: the scenario's own)")
+    command.add_argument("--out", type=Path, default=None, help="JSON result file (default: LAB_HOME/scenarios/)")
+    command.set_defaults(func=scenario)
     command = commands.add_parser("demo", help="real media through the running stack (starts it if needed)")
     command.add_argument("--seconds", type=float, default=10, help="how long media flows (default: %(default)s)")
     command.add_argument("--subscribers", type=int, default=2, help="aiortc subscribers (default: %(default)s)")

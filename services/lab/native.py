@@ -124,11 +124,12 @@ class NativeStack:
         except FileNotFoundError:
             return None
 
-    def _save(self, netns: NetNamespace, entries: list[Entry], notes: list[str], started: float) -> None:
+    def _save(self, netns: NetNamespace, entries: list[Entry], notes: list[str], started: float,
+              settings: Mapping[str, Any]) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({
             "netns": asdict(netns), "entries": [asdict(e) for e in entries], "notes": notes,
-            "started": started}, indent=1))
+            "started": started, "settings": dict(settings)}, indent=1))
 
     def entries(self) -> list[Entry]:
         state = self.state()
@@ -139,7 +140,7 @@ class NativeStack:
         return NetNamespace(**state["netns"]) if state else None
 
     # ---- up --------------------------------------------------------------------------------------
-    def up(self, *, fast: bool = False, log: Callable[[str], None] = print) -> float:
+    def up(self, *, fast: bool = False, node_cpus: float | None = None, log: Callable[[str], None] = print) -> float:
         """Start every native component and wait until each is healthy; return the seconds it took."""
         if self.state() is not None:
             raise LabError(f"the native stack is already up (state in {self.state_file}): `lab status`, `lab down`")
@@ -147,9 +148,10 @@ class NativeStack:
             raise LabError(f"namespace {UP_NAME} exists without a state file: `lab down` removes it")
         started = time.monotonic()
         secret = load_secrets(self.home, self.env)
-        cpus = float(self.env.get("SFU_NODE_CPUS") or topology.SFU_NODE_CPUS_DEFAULT)
+        cpus = node_cpus or float(self.env.get("SFU_NODE_CPUS") or topology.SFU_NODE_CPUS_DEFAULT)
         limits_ok, limits_note = cgroups.available()
         notes = [limits_note]
+        settings = {"fast": fast, "node_cpus": cpus}
         netns = NetNamespace.create(UP_NAME, UP_SLOT)
         entries: list[Entry] = []
         run = self.home / "run"
@@ -173,7 +175,7 @@ class NativeStack:
                     group = str(limit.path)
                 entries.append(Entry(component.name, component.pid, _start_ticks(component.pid) or 0, spec.port,
                                      spec.health_path, str(component.log_path), group))
-                self._save(netns, entries, notes, time.time())
+                self._save(netns, entries, notes, time.time(), settings)
                 start()
             except (ComponentError, NotReady, OSError) as exc:
                 raise LabError(f"{component.name} did not become healthy: {exc}\n{component.log_tail()}") from exc
@@ -181,12 +183,7 @@ class NativeStack:
         try:
             nodes = []
             for index, name in enumerate(topology.NODE_NAMES):
-                node = JanusNode(name, index, netns, run / "janus", admin_secret=secret["JANUS_ADMIN_SECRET"],
-                                 extra_env={
-                                     "JANUS_WS_IP": "0.0.0.0", "JANUS_ADMIN_IP": "127.0.0.1",
-                                     "JANUS_EVENTS_ENABLED": "true",
-                                     "JANUS_EVENTS_BACKEND": f"http://127.0.0.1:{topology.exporter_port(index)}/events",
-                                     "JANUS_STATS_PERIOD": self.env.get("JANUS_STATS_PERIOD", "5")})
+                node = self._janus_node(index, netns, secret)
                 nodes.append(node)
                 launch(node, topology.spec(name), lambda n=node: self._wait_port(n, netns.ns_ip, n.ports.ws),
                        cpu_limit=cpus)
@@ -233,6 +230,35 @@ class NativeStack:
             self.down(log=lambda _: None)
             raise
         return time.monotonic() - started
+
+    def _janus_node(self, index: int, netns: NetNamespace, secret: Mapping[str, str]) -> JanusNode:
+        return JanusNode(topology.NODE_NAMES[index], index, netns, self.home / "run" / "janus",
+                         admin_secret=secret["JANUS_ADMIN_SECRET"], extra_env={
+                             "JANUS_WS_IP": "0.0.0.0", "JANUS_ADMIN_IP": "127.0.0.1",
+                             "JANUS_EVENTS_ENABLED": "true",
+                             "JANUS_EVENTS_BACKEND": f"http://127.0.0.1:{topology.exporter_port(index)}/events",
+                             "JANUS_STATS_PERIOD": self.env.get("JANUS_STATS_PERIOD", "5")})
+
+    def restart_node(self, name: str) -> None:
+        """Start a (killed) SFU node again with its configuration, CPU limit and state entry."""
+        netns, state = self.netns(), self.state()
+        if netns is None or state is None:
+            raise LabError("the native stack is not up")
+        node = self._janus_node(topology.NODE_NAMES.index(name), netns, load_secrets(self.home, self.env))
+        node.workdir = self.logs
+        node.start()
+        assert node.pid is not None
+        entries = self.entries()
+        old = next(e for e in entries if e.name == name)
+        if old.cgroup:
+            cgroups.CpuLimit(Path(old.cgroup), 0).add(node.pid)
+        old.pid, old.start_ticks = node.pid, _start_ticks(node.pid) or 0
+        self._save(netns, entries, state.get("notes", []), state.get("started", time.time()),
+                   state.get("settings", {}))
+        self._wait_port(node, netns.ns_ip, node.ports.ws)
+
+    def settings(self) -> dict[str, Any]:
+        return dict((self.state() or {}).get("settings", {}))
 
     @staticmethod
     def _wait_port(component: Component, host: str, port: int) -> None:

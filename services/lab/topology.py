@@ -25,6 +25,7 @@ NODE_EXPORTER_PORT = 9100
 JANUS_WS_PORT = 8188
 JANUS_ADMIN_PORT = 7088
 EXPORTER_PORT = 9188
+BOTS_METRICS_PORT = 9400  # the scenario runner's bots, on the namespace's host end natively
 SFU_NODE_CPUS_DEFAULT = 1.0  # Compose: cpus: ${SFU_NODE_CPUS:-1}
 
 

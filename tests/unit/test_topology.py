@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from lab import monitoring, topology
+from lab import monitoring, netns, topology
 
 
 def test_native_and_compose_list_the_same_components():
@@ -24,6 +24,12 @@ def test_the_native_target_set_points_at_the_native_ports():
     for job, ports in expected.items():
         groups = yaml.safe_load((topology.REPO / "prometheus/targets/native" / f"{job}.yml").read_text())
         assert [int(t.rsplit(":", 1)[1]) for g in groups for t in g["targets"]] == ports, job
+
+
+def test_the_native_bots_target_is_the_host_end_of_the_lab_up_namespace():
+    groups = yaml.safe_load((topology.REPO / "prometheus/targets/native/loadtest_bots.yml").read_text())
+    subnet = list(netns.NETWORK.subnets(new_prefix=30))[netns.UP_SLOT]
+    assert [t for g in groups for t in g["targets"]] == [f"{next(subnet.hosts())}:{topology.BOTS_METRICS_PORT}"]
 
 
 def test_native_sfu_targets_carry_the_node_names_in_order():

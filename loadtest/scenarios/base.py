@@ -1,0 +1,217 @@
+"""What every scenario shares: the stack's endpoints, bots, a live timeline, alert watching, a result.
+
+A scenario runs against a running stack (natively ``lab up``; in Compose the ``load`` profile)
+described by ``Endpoints``. ``Run`` holds the bots' fleet and metrics (served on ``/metrics`` for
+Prometheus's ``loadtest_bots`` job), prints a timeline (phases, per-node handles / CPU / NACK rate
+every ``report_every`` s, alerts as they fire and resolve) and collects a JSON result. A scenario
+names the alerts it expects; ``Run.expect`` fails loudly when one did not fire or resolve in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import start_http_server
+
+from lab.monitoring import get_json, query
+from loadtest.bots.fleet import Fleet
+from loadtest.bots.metrics import BotMetrics
+from signaling.tokens import mint
+
+WATCHED_ALERTS = ("SFUHighCPU", "SFUNackStorm", "SFUSilentFailure", "JanusDown", "TargetDown",
+                  "SignalingAuthFailureSpike", "SignalingJoinLatencyHigh", "SignalingIceLatencyHigh",
+                  "SFUAdminApiSlow", "JanusExporterScrapeSlow", "SignalingEventLoopLag", "HostHighCPU")
+
+
+class ScenarioFailed(AssertionError):
+    """An expected alert did not fire or resolve in time, or an unexpected one fired."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    signaling_ws: str
+    signaling_admin: str
+    admin_token: str
+    token_key: str
+    prometheus: str
+    alert_sink: str
+    exporters: dict[str, str]  # node -> /metrics URL
+    bots_metrics: tuple[str, int]  # where the bots' /metrics listens (Prometheus's loadtest_bots target)
+    janus_pids: dict[str, int] = field(default_factory=dict)  # node -> pid (node-down scenario)
+
+
+@dataclass
+class AlertSpan:
+    alertname: str
+    node: str
+    fired_at: float | None = None  # seconds since the scenario started
+    resolved_at: float | None = None
+
+
+class Run:
+    """One scenario run: bots, timeline, alert spans, phases."""
+
+    def __init__(self, name: str, endpoints: Endpoints, *, size: int, out: Path | None = None,
+                 report_every: float = 10.0, echo: Callable[[str], None] = print) -> None:
+        self.name, self.endpoints, self.size, self.out = name, endpoints, size, out
+        self.registry = CollectorRegistry()
+        self.metrics = BotMetrics(self.registry)
+        self.fleet = Fleet(endpoints.signaling_ws, lambda room, user: mint(endpoints.token_key, room=room, user=user),
+                           self.metrics)
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.phases: list[dict[str, Any]] = []
+        self.spans: dict[tuple[str, str], AlertSpan] = {}
+        self.facts: dict[str, Any] = {}
+        self.report_every = report_every
+        self.echo = echo
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: Any = None
+        self.restart_node: Callable[[str], Awaitable[None]] | None = None  # set by runners that can
+
+    # ---- life cycle --------------------------------------------------------------------------------
+    async def __aenter__(self) -> Run:
+        host, port = self.endpoints.bots_metrics
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._tasks = [asyncio.create_task(self._watch_alerts()), asyncio.create_task(self._report())]
+        self.echo(f"[{self.clock()}] scenario {self.name} (size {self.size}) starts")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.fleet.close()
+        if self._http is not None:
+            self._http.shutdown()
+        self.echo(f"[{self.clock()}] scenario {self.name} ends; bots closed")
+
+    def clock(self) -> str:
+        seconds = int(self.elapsed())
+        return f"+{seconds // 60:02d}:{seconds % 60:02d}"
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def phase(self, name: str, **details: Any) -> None:
+        self.phases.append({"phase": name, "at": round(self.elapsed(), 1), **details})
+        extra = " ".join(f"{k}={v}" for k, v in details.items())
+        self.echo(f"[{self.clock()}] phase {name} {extra}".rstrip())
+
+    # ---- the stack ---------------------------------------------------------------------------------
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(self.endpoints.signaling_admin + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {self.endpoints.admin_token}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.load(reply)
+
+    async def admin_async(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.admin, method, path, body)
+
+    async def room_node(self, room: str) -> str | None:
+        return (await self.admin_async("GET", "/admin/placement"))["rooms"].get(room)
+
+    async def query(self, promql: str) -> dict[str, float]:
+        """An instant query as {node or instance or '': value}."""
+        result = await asyncio.to_thread(query, self.endpoints.prometheus, promql)
+        return {s["metric"].get("node") or s["metric"].get("instance", ""): float(s["value"][1]) for s in result}
+
+    # ---- watching ----------------------------------------------------------------------------------
+    async def _watch_alerts(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                answer = await asyncio.to_thread(get_json, f"{self.endpoints.prometheus}/api/v1/alerts")
+                firing = {(a["labels"]["alertname"], a["labels"].get("node") or a["labels"].get("instance", ""))
+                          for a in answer["data"]["alerts"] if a["state"] == "firing"}
+                now = round(self.elapsed(), 1)
+                for key in firing:
+                    span = self.spans.get(key)
+                    if span is None or span.resolved_at is not None:
+                        self.spans[key] = AlertSpan(*key, fired_at=now)
+                        self.echo(f"[{self.clock()}] ALERT FIRING   {key[0]} {key[1]}")
+                for key, span in self.spans.items():
+                    if key not in firing and span.resolved_at is None:
+                        span.resolved_at = now
+                        self.echo(f"[{self.clock()}] alert resolved {key[0]} {key[1]}")
+            await asyncio.sleep(2)
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_every)
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                handles = await self.query("sfu_active_handles")
+                cpu = await self.query("instance:sfu_process_cpu:budget_ratio_rate1m")
+                nacks = await self.query('sum by (node) (rate(sfu_nacks_total{job="sfu_nodes"}[1m]))')
+                cells = [f"{node[-2:]}: {handles.get(node, 0):4.0f}h {100 * cpu.get(node, 0):4.0f}% "
+                         f"{nacks.get(node, 0):5.1f}n/s" for node in sorted(self.endpoints.exporters)]
+                self.echo(f"[{self.clock()}]   nodes  " + " | ".join(cells))
+
+    def span(self, alertname: str, node: str | None = None) -> AlertSpan | None:
+        """The latest span of ``alertname`` (for ``node``, or for any target when None)."""
+        found = [s for (a, n), s in self.spans.items() if a == alertname and (node is None or n == node)]
+        return found[-1] if found else None
+
+    async def wait_for(self, what: str, check: Callable[[], bool | Awaitable[bool]], timeout: float,
+                       interval: float = 2.0) -> float:
+        """Poll ``check`` until true; return when (scenario seconds); raise ``ScenarioFailed`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                self.echo(f"[{self.clock()}] ok: {what}")
+                return self.elapsed()
+            if time.monotonic() > deadline:
+                raise ScenarioFailed(f"{what}: not within {timeout:.0f} s")
+            await asyncio.sleep(interval)
+
+    async def wait_firing(self, alertname: str, node: str | None, timeout: float) -> float:
+        await self.wait_for(f"{alertname} fires for {node or 'the stack'}",
+                            lambda: (s := self.span(alertname, node)) is not None and s.fired_at is not None,
+                            timeout)
+        return self.span(alertname, node).fired_at  # type: ignore[union-attr]
+
+    async def wait_resolved(self, alertname: str, node: str | None, timeout: float) -> float:
+        await self.wait_for(f"{alertname} resolves for {node or 'the stack'}",
+                            lambda: (s := self.span(alertname, node)) is not None and s.resolved_at is not None,
+                            timeout)
+        return self.span(alertname, node).resolved_at  # type: ignore[union-attr]
+
+    def forbid(self, alertnames: tuple[str, ...], nodes: list[str]) -> None:
+        """Fail when any of ``alertnames`` fired for any of ``nodes``."""
+        wrong = [f"{a} {n}" for (a, n) in self.spans if a in alertnames and n in nodes]
+        if wrong:
+            raise ScenarioFailed(f"alerts fired where they should not: {', '.join(wrong)}")
+
+    async def sink_notifications(self, alertname: str) -> list[dict[str, Any]]:
+        answer = await asyncio.to_thread(get_json, f"{self.endpoints.alert_sink}/alerts", alertname=alertname)
+        return list(answer["notifications"])
+
+    # ---- result ------------------------------------------------------------------------------------
+    def result(self, ok: bool, error: str | None = None) -> dict[str, Any]:
+        return {
+            "scenario": self.name, "size": self.size, "ok": ok, "error": error,
+            "started_at": self.started_wall, "ended_at": time.time(),
+            "phases": self.phases, "alerts": [asdict(s) for s in self.spans.values()], "facts": self.facts,
+        }
+
+    def save(self, result: dict[str, Any]) -> Path | None:
+        if self.out is None:
+            return None
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(result, indent=1))
+        return self.out
