@@ -23,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
-PROFILES = ("default", "federation")
+PROFILES = ("default", "federation", "load")
 
 
 def env_example_secrets() -> list[str]:

@@ -16,16 +16,18 @@ from signaling.config import load
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = REPO / ".env.example"
-PROFILES = ("default", "federation")
+PROFILES = ("default", "federation", "load")
 DEFAULT_SERVICES = {
     "signaling", "node-exporter", "prometheus", "alertmanager-config", "alertmanager", "alert-sink", "grafana",
     *(f"sfu-node-0{i}" for i in range(1, 5)), *(f"sfu-node-0{i}-exporter" for i in range(1, 5)),
 }
 FEDERATION_SERVICES = {"prometheus-region-a", "prometheus-region-b", "prometheus-global"}
+LOAD_SERVICES = {"locust-master", "locust-worker", "loadtest-bots"}
 # What a person opens, and nothing else: (service, host port) -> container port.
 PUBLISHED = {
     ("signaling", 8080): 8080, ("signaling", 8081): 8081, ("prometheus", 9090): 9090,
     ("alertmanager", 9093): 9093, ("grafana", 3000): 3000, ("prometheus-global", 9091): 9090,
+    ("locust-master", 8089): 8089,
 }
 # Upstream images run the versions of the Debian binaries the tests run (lab.monitoring).
 UPSTREAM_VERSIONS = {
@@ -66,7 +68,7 @@ def test_with_the_secrets_filled_in_compose_accepts_the_file_without_a_warning(p
 def test_each_profile_runs_the_services_of_the_issue(profile, compose_runner, filled_env_file):
     run = compose_runner("config", "--services", env_file=filled_env_file, profiles=[profile])
     assert run.returncode == 0, run.stderr
-    expected = DEFAULT_SERVICES | (FEDERATION_SERVICES if profile == "federation" else set())
+    expected = DEFAULT_SERVICES | {"federation": FEDERATION_SERVICES, "load": LOAD_SERVICES}.get(profile, set())
     assert set(run.stdout.split()) == expected
 
 
@@ -136,7 +138,9 @@ def test_every_image_is_pinned_to_a_version_tag_or_built_from_a_dockerfile_here(
         assert repository and tag and tag != "latest" and "/" not in tag, (name, image)
         if "build" in svc:
             context = Path(svc["build"]["context"])
-            assert context.parent == REPO / "services" and (context / svc["build"]["dockerfile"]).is_file(), name
+            dockerfile = context / svc["build"]["dockerfile"]
+            assert context.parent == REPO / "services" or dockerfile == REPO / "loadtest" / "Dockerfile", name
+            assert dockerfile.is_file(), name
             assert image.startswith("sfu-lab/") and tag == "local", (name, image)
         else:
             assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), (name, image)
@@ -167,12 +171,13 @@ def test_every_bind_mount_is_a_folder_of_this_repository_or_a_host_system_path_r
 
 def test_named_volumes_hold_prometheus_alertmanager_and_grafana_data_on_one_lab_network(compose_model, services):
     assert set(compose_model["volumes"]) == {"prometheus-data", "alertmanager-data", "alertmanager-config",
-                                             "grafana-data"}
+                                             "grafana-data", "scenario-results"}
     assert set(compose_model["networks"]) == {"lab"}
     mounts = {(name, v["source"]): v["target"] for name, svc in services.items()
               for v in svc.get("volumes") or [] if v["type"] == "volume"}
     assert mounts == {
         ("prometheus", "prometheus-data"): "/prometheus",
+        ("loadtest-bots", "scenario-results"): "/results",
         ("alertmanager", "alertmanager-data"): "/alertmanager",
         ("alertmanager-config", "alertmanager-config"): "/config",
         ("alertmanager", "alertmanager-config"): "/etc/alertmanager",

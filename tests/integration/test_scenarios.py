@@ -1,0 +1,92 @@
+"""The four scenarios, CI-sized, end to end on the native stack (`lab scenario NAME`).
+
+One stack for all four (the first scenario starts it with the fast alert rules and the CI budget;
+the others reuse it), taken down at the end. Each scenario checks its own alerts and exits non-zero
+when one did not fire or resolve in time; the tests also read its JSON result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import netns
+
+pytestmark = pytest.mark.janus
+CI_SIZE = 60  # incident mega-room participants in CI (the default story has 500)
+
+
+@pytest.fixture(scope="module")
+def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    assert netns.UP_NAME not in netns.existing(), "a native stack is already up on this machine: `lab down` first"
+    home = tmp_path_factory.mktemp("lab")
+    try:
+        yield home
+    finally:
+        subprocess.run([sys.executable, "-m", "lab.cli", "down"], env={**os.environ, "LAB_HOME": str(home)},
+                       capture_output=True, timeout=120)
+    assert netns.UP_NAME not in netns.existing()
+
+
+def scenario(home: Path, name: str, *args: str) -> dict:
+    out = home / f"{name}.json"
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "scenario", name, "--out", str(out), *args],
+                          env={**os.environ, "LAB_HOME": str(home)}, capture_output=True, text=True, timeout=900)
+    print(done.stdout[-3000:])
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def span(result: dict, alertname: str, node: str | None = None) -> dict:
+    found = [s for s in result["alerts"] if s["alertname"] == alertname and (node is None or s["node"] == node)]
+    assert found, f"{alertname} never fired: {result['alerts']}"
+    return found[-1]
+
+
+def test_incident_least_rooms_melts_the_mega_room_node_and_the_fix_resolves_it(lab_home):
+    result = scenario(lab_home, "incident", "--size", str(CI_SIZE))
+    assert result["ok"], result["error"]
+    facts = result["facts"]
+    assert facts["mega_room_node"] == "sfu-node-04"
+    assert facts["new_rooms_on_hot_node_under_least_rooms"] >= 1
+    assert facts["new_rooms_on_hot_node_after_fix"] == 0
+    fix = next(p["at"] for p in result["phases"] if p["phase"] == "fix")
+    for alert in ("SFUHighCPU", "SFUNackStorm"):
+        hot = span(result, alert, "sfu-node-04")
+        assert hot["fired_at"] <= fix < hot["resolved_at"], hot
+    quiet = [s for s in result["alerts"] if s["alertname"] in ("SFUHighCPU", "SFUNackStorm")
+             and s["node"] != "sfu-node-04"]
+    assert quiet == [], "the other nodes stay quiet"
+
+
+def test_silent_failure_fires_while_publishers_are_silent_and_resolves_when_they_send_again(lab_home):
+    result = scenario(lab_home, "silent-failure")
+    assert result["ok"], result["error"]
+    silent = next(p["at"] for p in result["phases"] if p["phase"] == "publishers-silent")
+    back = next(p["at"] for p in result["phases"] if p["phase"] == "publishers-back")
+    alert = span(result, "SFUSilentFailure", result["facts"]["node"])
+    assert silent < alert["fired_at"] <= back < alert["resolved_at"]
+
+
+def test_auth_storm_fires_the_auth_failure_alert_and_it_resolves_when_the_storm_ends(lab_home):
+    result = scenario(lab_home, "auth-storm")
+    assert result["ok"], result["error"]
+    calm = next(p["at"] for p in result["phases"] if p["phase"] == "calm")
+    alert = span(result, "SignalingAuthFailureSpike")
+    assert alert["fired_at"] <= calm < alert["resolved_at"]
+    assert result["facts"]["refused"] > 100
+
+
+def test_node_down_fires_janus_down_keeps_new_rooms_away_and_resolves_after_the_restart(lab_home):
+    result = scenario(lab_home, "node-down")
+    assert result["ok"], result["error"]
+    assert result["facts"]["new_room_went_to"] != "sfu-node-02"
+    restart = next(p["at"] for p in result["phases"] if p["phase"] == "restart")
+    alert = span(result, "JanusDown", "sfu-node-02")
+    assert alert["fired_at"] <= restart < alert["resolved_at"]
