@@ -1,7 +1,7 @@
 # Every target sets up what it needs, idempotently, on a fresh Debian 12 machine (run as root).
 #   make test   the whole suite (unit, real Janus nodes in a private network namespace, lint)
-#   make demo   the main job: the whole stack natively (lab up), real media through it, where to look
-#   make down   stop the native stack
+#   make demo       the main job: the whole stack natively, the full incident (500-person room), lab status
+#   make incident   the incident alone (starts the stack if needed); make down stops the native stack
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := janus prometheus prometheus-alertmanager prometheus-node-exporter iproute2 python3-venv
 STAMPS := .make
 
-.PHONY: deps test lint demo down bench clean
+.PHONY: deps test lint demo incident down bench clean
 
 deps: $(STAMPS)/apt $(STAMPS)/venv
 
@@ -37,8 +37,12 @@ lint: deps
 	$(PY) -m ruff check services tests bench
 
 demo: deps
-	$(VENV)/bin/lab demo
+	@$(VENV)/bin/lab status >/dev/null 2>&1 && echo "a native stack is up: make down first" && exit 1 || true
+	$(VENV)/bin/lab scenario incident
 	$(VENV)/bin/lab status
+
+incident: deps
+	$(VENV)/bin/lab scenario incident
 
 down: deps
 	$(VENV)/bin/lab down
@@ -46,6 +50,7 @@ down: deps
 bench: deps
 	$(PY) bench/signaling_bench.py
 	$(PY) bench/exporter_bench.py
+	$(PY) bench/harness_bench.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS)

@@ -47,6 +47,7 @@ class Endpoints:
     exporters: dict[str, str]  # node -> /metrics URL
     bots_metrics: tuple[str, int]  # where the bots' /metrics listens (Prometheus's loadtest_bots target)
     janus_pids: dict[str, int] = field(default_factory=dict)  # node -> pid (node-down scenario)
+    timeout_scale: float = 1.0  # deadlines are sized for the fast alert rules; >1 for the committed ones
 
 
 @dataclass
@@ -166,7 +167,9 @@ class Run:
 
     async def wait_for(self, what: str, check: Callable[[], bool | Awaitable[bool]], timeout: float,
                        interval: float = 2.0) -> float:
-        """Poll ``check`` until true; return when (scenario seconds); raise ``ScenarioFailed`` after ``timeout``."""
+        """Poll ``check`` until true; return when (scenario seconds); raise ``ScenarioFailed`` after
+        ``timeout`` (times the endpoints' ``timeout_scale``)."""
+        timeout *= self.endpoints.timeout_scale
         deadline = time.monotonic() + timeout
         while True:
             result = check()

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         alert_sink=env.get("LOAD_ALERT_SINK", "http://alert-sink:9099"),
         exporters={n: f"http://{n}:{topology.EXPORTER_PORT}/metrics" for n in nodes},
         bots_metrics=("0.0.0.0", topology.BOTS_METRICS_PORT),
+        timeout_scale=float(env.get("LOAD_TIMEOUT_SCALE", "4")),
     )
     chosen = scenarios()[args.name]
     result = asyncio.run(execute(chosen, endpoints, args.size or chosen.default_size, args.out))

@@ -185,12 +185,14 @@ def scenario(args: argparse.Namespace) -> int:
     chosen = known[args.name]
     size = args.size or chosen.default_size
     stack = NativeStack()
-    wanted = {"fast": True, "node_cpus": chosen.node_cpus(size)}
+    budget = chosen.node_cpus(size)
+    running = stack.settings()
     if stack.state() is None:
-        if up(argparse.Namespace(fast=True, node_cpus=wanted["node_cpus"])) != 0:
+        if up(argparse.Namespace(fast=True, node_cpus=budget)) != 0:
             return 1
-    elif stack.settings() != wanted:
-        print(f"lab scenario: the running stack has {stack.settings()}, {args.name} at size {size} needs {wanted}: "
+    elif not running.get("fast") or (budget is not None and running.get("node_cpus") != budget):
+        wanted = {"fast": True, "node_cpus": budget if budget is not None else "any"}
+        print(f"lab scenario: the running stack has {running}, {args.name} at size {size} needs {wanted}: "
               "`lab down` first (lab scenario then starts it right)", file=sys.stderr)
         return 1
     return run_native(stack, chosen, size, out=args.out)
