@@ -64,10 +64,12 @@ UNITS = {  # Grafana unit -> (axis label, matplotlib formatter kind, unit suffix
     "bytes": ("bytes", "eng", "B"),
     "short": ("", "eng", ""),
 }
-SERIES_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
-                 "#7f7f7f", "#bcbd22")
-ALERT_COLORS = ("#e41a1c", "#ff7f00", "#984ea3", "#a65628", "#f781bf", "#4daf4a", "#377eb8", "#999999")
-LINESTYLES = ("-", "--", ":", "-.")
+# Lines in blues, greens, purples, browns; alert shading in reds and oranges, so neither is read as the other.
+SERIES_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f",
+                 "#000000", "#aec7e8")
+ALERT_COLORS = ("#e41a1c", "#ff7f00", "#f0c000", "#c51b7d", "#fb9a99", "#fdbf6f", "#b15928", "#999999")
+LINESTYLES = ("-", ":", "-.")
+RIGHT_LINESTYLES = ("--", (0, (6, 2, 1, 2)))
 MAX_LEGEND = 24
 
 
@@ -275,6 +277,17 @@ def _varying(series: Sequence[Mapping[str, Any]]) -> list[str]:
         [k for k in ("node", "instance") if any(k in s["metric"] for s in series)]
 
 
+def _sort_key(labels: Mapping[str, str]) -> tuple[tuple[int, float, str], ...]:
+    """Series in label order, numbers (``le`` buckets) by value."""
+    key = []
+    for name in sorted(labels):
+        try:
+            key.append((0, float(labels[name]), name))
+        except ValueError:
+            key.append((1, 0.0, f"{name}={labels[name]}"))
+    return tuple(key)
+
+
 @dataclass
 class Drawn:
     """One query of a panel, as drawn."""
@@ -308,7 +321,7 @@ def run_panel(prometheus_url: str, panel: Panel, start: float, end: float, step:
             drawn.append(one)
             continue
         varying = _varying(result)
-        for series in result:
+        for series in sorted(result, key=lambda r: _sort_key(r["metric"])):
             labels = dict(series["metric"])
             times, values = _points(series.get("values", []))
             if not any(math.isfinite(v) for v in values):
@@ -333,15 +346,29 @@ def _tick_every(span: float) -> float:
                  if span / s <= 12), 86400 * math.ceil(span / 86400 / 12))
 
 
+def _node(labels: Mapping[str, str]) -> str:
+    return labels.get("node") or labels.get("instance", "")
+
+
+def _plain(value: float, _: Any = None) -> str:
+    """A count: 0.5, 12, 3.4k, 2M (no milli-rooms)."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def _formatter(unit: str) -> Any:
-    from matplotlib.ticker import EngFormatter, PercentFormatter
+    from matplotlib.ticker import EngFormatter, FuncFormatter, PercentFormatter
 
     kind, suffix = UNITS.get(unit, ("", "eng", unit))[1:]
     if kind == "percent1":
         return PercentFormatter(xmax=1.0, decimals=None)
     if kind == "percent100":
         return PercentFormatter(xmax=100.0, decimals=None)
-    return EngFormatter(unit=suffix, places=None, sep=" " if suffix else "")
+    if not suffix:
+        return FuncFormatter(_plain)
+    return EngFormatter(unit=suffix, places=None, sep=" ")
 
 
 def _axis_label(unit: str, label: str) -> str:
@@ -383,7 +410,7 @@ def draw_panel(path: Path, panel: Panel, drawn: Sequence[Drawn], *, start: float
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter, MultipleLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
     figure = Figure(figsize=(12, 4.6), dpi=100, layout="constrained")
     left = figure.add_subplot()
@@ -391,26 +418,34 @@ def draw_panel(path: Path, panel: Panel, drawn: Sequence[Drawn], *, start: float
     figure.suptitle(f"{panel.dashboard_title} · {panel.title}", fontsize=13, fontweight="bold")
     left.set_title(subtitle, fontsize=8.5, color="#555555", loc="left")
 
-    nodes = sorted({s["labels"].get("node") or s["labels"].get("instance", "") for d in drawn for s in d.series})
+    # One color per node (or instance) when the panel shows several, else one per series; the linestyle
+    # tells a node's series apart: solid, dotted, dash-dot on the left axis, dashed on the right one.
+    nodes = sorted({_node(s["labels"]) for d in drawn for s in d.series})
+    by_node = len(nodes) > 1
     color_of = {name: SERIES_COLORS[i % len(SERIES_COLORS)] for i, name in enumerate(nodes)}
+    seen: dict[tuple[str, str], int] = {}
     handles: list[Any] = []
-    for index, one in enumerate(drawn):
+    for one in drawn:
         axes = right if one.axis == "right" and right is not None else left
+        styles = RIGHT_LINESTYLES if axes is right else LINESTYLES
         for series in one.series:
-            key = series["labels"].get("node") or series["labels"].get("instance", "")
-            color = color_of[key] if len(nodes) > 1 else SERIES_COLORS[index % len(SERIES_COLORS)]
+            key = (one.axis, _node(series["labels"]) if by_node else "")
+            occurrence = seen[key] = seen.get(key, -1) + 1
+            color = color_of[key[1]] if by_node else SERIES_COLORS[len(handles) % len(SERIES_COLORS)]
             xs, ys = _with_gaps([t - t0 for t in series["times"]], series["values"], step)
-            (line,) = axes.plot(xs, ys, color=color, linestyle=LINESTYLES[index % len(LINESTYLES)], linewidth=1.6,
-                                label=series["legend"] + (" (right axis)" if axes is right else ""))
+            (line,) = axes.plot(xs, ys, color=color, linestyle=styles[occurrence % len(styles) if by_node else 0],
+                                linewidth=1.6, label=series["legend"] + (" (right axis)" if axes is right else ""))
             handles.append(line)
 
     for axes, unit, label in ((left, panel.unit, panel.axis_label),
                               (right, *(next(iter(panel.right.values())) if panel.right else ("short", "")))):
         if axes is None:
             continue
-        axes.yaxis.set_major_formatter(_formatter(unit))
-        axes.set_ylabel(_axis_label(unit, label))
         values = [v for line in axes.get_lines() for v in line.get_ydata() if math.isfinite(v)]
+        axes.yaxis.set_major_formatter(_formatter(unit))
+        if values and all(float(v).is_integer() for v in values):
+            axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(_axis_label(unit, label))
         if not values:
             axes.set_ylim(0, 1)
         elif min(values) >= 0:
@@ -429,9 +464,10 @@ def draw_panel(path: Path, panel: Panel, drawn: Sequence[Drawn], *, start: float
         handles.append(Patch(facecolor=alert_colors[key], alpha=0.35, label=f"firing: {key}"))
 
     for at, label in _phase_groups([m for m in phase_marks if start <= m["time"] <= end], end - start):
-        left.axvline(at - t0, color="#444444", linestyle=(0, (4, 3)), linewidth=0.9, zorder=1)
-        left.text(at - t0, 0.985, f" {label}", transform=left.get_xaxis_transform(), rotation=90, va="top",
-                  ha="left", fontsize=8, color="#333333", zorder=5)
+        left.axvline(at - t0, color="#444444", linestyle=(0, (4, 3)), linewidth=0.9, zorder=1.8)
+        left.text(at - t0, 0.985, label, transform=left.get_xaxis_transform(), rotation=90, va="top",
+                  ha="left", fontsize=8, color="#222222", zorder=5,
+                  bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5})
     if phase_marks:
         handles.append(Line2D([], [], color="#444444", linestyle=(0, (4, 3)), linewidth=0.9, label="scenario phase"))
 
@@ -541,7 +577,7 @@ def timeline(data: Mapping[str, Any]) -> list[tuple[float, str]]:
         for begin, finish in alert["intervals"]:
             events.append((begin, f"{alert['key']} firing"))
             if finish < data["end"] - data["step"]:
-                events.append((finish, f"{alert['key']} resolved (last firing evaluation)"
+                events.append((finish, f"{alert['key']} resolved (last seen firing)"
                                if data["alerts_source"] == "prometheus" else f"{alert['key']} resolved"))
     scenario = data.get("scenario")
     if scenario and scenario.get("ended_at"):
@@ -582,6 +618,15 @@ def render_html(data: Mapping[str, Any], all_panels: Sequence[Panel]) -> str:
     if not events:
         lines.append('<tr><td colspan="3">no phases and no alerts in this range</td></tr>')
     lines.append("</table>")
+    if data["alerts"]:
+        lines += ["<h2>Alerts</h2>", "<table><tr><th>alert</th><th>target</th><th>severity</th><th>firing from</th>"
+                  "<th>until</th><th>for</th></tr>"]
+        for alert in data["alerts"]:
+            for begin, finish in alert["intervals"]:
+                lines.append(f"<tr><td>{e(alert['alertname'])}</td><td>{e(alert['target'])}</td>"
+                             f"<td>{e(alert['labels'].get('severity', ''))}</td><td>{_clock(begin - t0)}</td>"
+                             f"<td>{_clock(finish - t0)}</td><td>{_clock(finish - begin)[1:]}</td></tr>")
+        lines.append("</table>")
     by_file = {p["file"]: p for p in data["panels"]}
     dashboard = None
     lines.append("<h2>Panels</h2><ul>")
@@ -613,11 +658,12 @@ def render_html(data: Mapping[str, Any], all_panels: Sequence[Panel]) -> str:
 
 
 # ---- command line --------------------------------------------------------------------------------------
-_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+_RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)([smhd])(?: ago)?$")
 
 
 def parse_time(text: str, now: float | None = None) -> float:
-    """Unix seconds, ``now``, a relative ``-30m`` / ``-90s`` / ``-2h`` / ``-1d``, or ISO 8601 (local if naive)."""
+    """Unix seconds, ``now``, a time before now (``30m``, ``-30m``, ``90s``, ``2h ago``, ``1d``; units s m h d),
+    or ISO 8601 (local time when it has no offset). On a command line, ``--start=-30m`` or ``--start 30m``."""
     now = time.time() if now is None else now
     text = text.strip()
     if text == "now":
@@ -632,7 +678,8 @@ def parse_time(text: str, now: float | None = None) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (unix seconds, now, -30m, -2h, or ISO 8601)") \
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (unix seconds, now, 30m or -30m before now, "
+                                         "or ISO 8601)") \
             from None
 
 
@@ -642,13 +689,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--result", type=Path, default=None,
                         help="scenario result JSON: its run is the range, its phases are marked "
                              "(default: LAB_HOME/scenarios/last.json unless --start/--end are given)")
-    parser.add_argument("--start", default=None, help="unix seconds, -30m, -2h, ISO 8601 (default: the run's "
-                                                      f"start minus {MARGIN:g} s)")
+    parser.add_argument("--start", default=None,
+                        help="unix seconds, a time before now (30m, 2h; or --start=-30m), ISO 8601 "
+                             f"(default: the run's start minus {MARGIN:g} s)")
     parser.add_argument("--end", default=None, help=f"same forms (default: the run's end plus {MARGIN:g} s, or now)")
     parser.add_argument("--step", type=float, default=None,
                         help=f"range query step in seconds (default: at most {MAX_POINTS} points per series)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: LAB_HOME/reports/<scenario>-<start time>/)")
+    parser.add_argument("--dashboards", type=Path, default=DASHBOARDS_DIR,
+                        help="folder of Grafana dashboard JSON files (default: the repository's grafana/dashboards)")
 
 
 def command(args: argparse.Namespace, now: float | None = None) -> int:
@@ -682,7 +732,8 @@ def command(args: argparse.Namespace, now: float | None = None) -> int:
         f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(result['started_at'] if result else start))}"
     begun = time.monotonic()
     try:
-        report = render_report(args.prometheus, out, start=start, end=end, result=result, step=args.step)
+        report = render_report(args.prometheus, out, start=start, end=end, result=result, step=args.step,
+                               dashboards_dir=args.dashboards)
     except ReportError as exc:
         print(f"lab report: {exc}", file=sys.stderr)
         if isinstance(exc, PrometheusUnreachable):
