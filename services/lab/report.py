@@ -70,7 +70,7 @@ SERIES_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2
 ALERT_COLORS = ("#e41a1c", "#ff7f00", "#f0c000", "#c51b7d", "#fb9a99", "#fdbf6f", "#b15928", "#999999")
 LINESTYLES = ("-", ":", "-.")
 RIGHT_LINESTYLES = ("--", (0, (6, 2, 1, 2)))
-MAX_LEGEND = 24
+MAX_LEGEND = 16  # series named in a plot's legend; beyond, the highest are named, the rest drawn thin
 
 
 class ReportError(RuntimeError):
@@ -415,8 +415,7 @@ def draw_panel(path: Path, panel: Panel, drawn: Sequence[Drawn], *, start: float
     figure = Figure(figsize=(12, 4.6), dpi=100, layout="constrained")
     left = figure.add_subplot()
     right = left.twinx() if any(d.axis == "right" for d in drawn) else None
-    figure.suptitle(f"{panel.dashboard_title} · {panel.title}", fontsize=13, fontweight="bold")
-    left.set_title(subtitle, fontsize=8.5, color="#555555", loc="left")
+    left.set_title(f"{panel.dashboard_title} · {panel.title}", fontsize=12.5, fontweight="bold", loc="left")
 
     # One color per node (or instance) when the panel shows several, else one per series; the linestyle
     # tells a node's series apart: solid, dotted, dash-dot on the left axis, dashed on the right one.
@@ -425,17 +424,24 @@ def draw_panel(path: Path, panel: Panel, drawn: Sequence[Drawn], *, start: float
     color_of = {name: SERIES_COLORS[i % len(SERIES_COLORS)] for i, name in enumerate(nodes)}
     seen: dict[tuple[str, str], int] = {}
     handles: list[Any] = []
+    hidden = 0
+    labelled = _labelled(drawn)
     for one in drawn:
         axes = right if one.axis == "right" and right is not None else left
         styles = RIGHT_LINESTYLES if axes is right else LINESTYLES
         for series in one.series:
             key = (one.axis, _node(series["labels"]) if by_node else "")
             occurrence = seen[key] = seen.get(key, -1) + 1
-            color = color_of[key[1]] if by_node else SERIES_COLORS[len(handles) % len(SERIES_COLORS)]
+            color = color_of[key[1]] if by_node else SERIES_COLORS[sum(seen.values()) % len(SERIES_COLORS)]
             xs, ys = _with_gaps([t - t0 for t in series["times"]], series["values"], step)
+            series["in_legend"] = id(series) in labelled
             (line,) = axes.plot(xs, ys, color=color, linestyle=styles[occurrence % len(styles) if by_node else 0],
-                                linewidth=1.6, label=series["legend"] + (" (right axis)" if axes is right else ""))
-            handles.append(line)
+                                linewidth=1.6 if series["in_legend"] else 0.7, alpha=1 if series["in_legend"] else 0.5,
+                                label=series["legend"] + (" (right axis)" if axes is right else ""))
+            if series["in_legend"]:
+                handles.append(line)
+            else:
+                hidden += 1
 
     for axes, unit, label in ((left, panel.unit, panel.axis_label),
                               (right, *(next(iter(panel.right.values())) if panel.right else ("short", "")))):
@@ -485,13 +491,28 @@ def draw_panel(path: Path, panel: Panel, drawn: Sequence[Drawn], *, start: float
     left.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _clock(x)))
     left.grid(True, color="#dddddd", linewidth=0.6)
     left.set_xlabel(f"time since {datetime.fromtimestamp(t0).strftime('%Y-%m-%d %H:%M:%S')} (mm:ss, local time)")
+    figure.text(0.005, 0.005, subtitle, fontsize=7.5, color="#666666", ha="left", va="bottom")
+    if hidden:
+        handles.insert(len(labelled), Line2D([], [], color="#999999", linewidth=0.7,
+                                             label=f"{hidden} lower series (thin, not listed)"))
     if handles:
-        shown = handles[:MAX_LEGEND]
-        if len(handles) > MAX_LEGEND:
-            shown.append(Patch(facecolor="none", edgecolor="none", label=f"… {len(handles) - MAX_LEGEND} more"))
-        figure.legend(handles=shown, loc="outside right upper", fontsize=8, frameon=False,
-                      ncols=1 if len(shown) <= 16 else 2)
+        figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     figure.savefig(path)
+
+
+def _labelled(drawn: Sequence[Drawn]) -> set[int]:
+    """ids of the series named in the legend: all of them, or when there are more than ``MAX_LEGEND``,
+    each query's highest (by peak value), an equal share per query."""
+    queries = [d for d in drawn if d.series]
+    if sum(len(d.series) for d in queries) <= MAX_LEGEND:
+        return {id(s) for d in queries for s in d.series}
+    share = max(1, MAX_LEGEND // len(queries))
+    chosen = set()
+    for one in queries:
+        ranked = sorted(one.series, key=lambda s: max((v for v in s["values"] if math.isfinite(v)), default=0),
+                        reverse=True)
+        chosen |= {id(s) for s in ranked[:share]}
+    return chosen
 
 
 def _wrap(text: str, width: int) -> str:
@@ -550,7 +571,7 @@ def render_report(prometheus_url: str, out_dir: Path, *, start: float, end: floa
             "unit": panel.unit, "right_unit": next(iter(panel.right.values()))[0] if panel.right else None,
             "no_data": not any(d.series for d in drawn),
             "queries": [{"ref_id": d.ref_id, "promql": d.promql, "axis": d.axis, "error": d.error,
-                         "series": [{k: s[k] for k in ("legend", "labels", "points", "first", "last")}
+                         "series": [{k: s[k] for k in ("legend", "labels", "points", "first", "last", "in_legend")}
                                     for s in d.series]} for d in drawn],
             "shaded": {a.key: [[max(b, start), min(e, end)] for b, e in a.intervals if e >= start and b <= end]
                        for a in alerts},
