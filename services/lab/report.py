@@ -170,7 +170,7 @@ def check_prometheus(prometheus_url: str, timeout: float = 5.0) -> None:
     try:
         _api(prometheus_url, "/api/v1/query", {"query": "vector(1)"}, timeout)
     except QueryError as exc:
-        raise PrometheusUnreachable(f"{prometheus_url} answers, but not as a Prometheus: {exc}") from exc
+        raise PrometheusUnreachable(f"{prometheus_url} answers, but not as a ready Prometheus: {exc}") from exc
 
 
 def range_query(prometheus_url: str, promql: str, start: float, end: float, step: float,
@@ -202,35 +202,49 @@ def _target(labels: Mapping[str, str]) -> str:
     return labels.get("node") or labels.get("instance") or ""
 
 
-def intervals_from_samples(times: Sequence[float], default_gap: float = 15.0) -> list[tuple[float, float]]:
-    """Group evaluation times into intervals: a gap over 2.5 evaluation intervals (the median gap) splits."""
+def intervals_from_samples(times: Sequence[float], every: float) -> list[tuple[float, float]]:
+    """Group the evaluation times at which an alert was firing into intervals: a gap over 2.5 evaluation
+    intervals (``every`` seconds; one missed evaluation is not a gap) splits."""
     times = sorted(times)
     if not times:
         return []
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-    typical = gaps[len(gaps) // 2] if gaps else default_gap
-    limit = max(2.5 * typical, 1.0)
     found = [[times[0], times[0]]]
     for t in times[1:]:
-        if t - found[-1][1] > limit:
+        if t - found[-1][1] > 2.5 * every:
             found.append([t, t])
         else:
             found[-1][1] = t
     return [(a, b) for a, b in found]
 
 
+def evaluation_intervals(prometheus_url: str, timeout: float = 10.0) -> dict[str, float]:
+    """alertname -> its rule group's evaluation interval in seconds, from /api/v1/rules ({} when unknown)."""
+    try:
+        data = _api(prometheus_url, "/api/v1/rules", {"type": "alert"}, timeout)
+    except (QueryError, PrometheusUnreachable):
+        return {}
+    return {rule["name"]: float(group["interval"]) for group in data.get("groups", [])
+            for rule in group.get("rules", []) if group.get("interval")}
+
+
 def firing_alerts(prometheus_url: str, start: float, end: float, timeout: float = 30.0) -> list[AlertIntervals]:
     """Each firing alert's intervals in [start, end], from the raw samples of ALERTS (not a range query:
-    lookback would stretch every interval by up to 5 minutes where no staleness marker ends it)."""
+    lookback would stretch every interval by up to 5 minutes where no staleness marker ends it).
+
+    The evaluation interval that tells a gap from the next evaluation is the alert's rule group's; for an
+    alert Prometheus no longer has a rule for, the smallest spacing of any ALERTS samples (else 15 s)."""
     seconds = max(1, math.ceil(end - start))
     data = _api(prometheus_url, "/api/v1/query", {"query": f"{FIRING}[{seconds}s]", "time": f"{end:.3f}"}, timeout)
+    samples = [([float(t) for t, _ in s.get("values", [])],
+                {k: v for k, v in s["metric"].items() if k not in ("__name__", "alertstate")}) for s in data["result"]]
+    known = evaluation_intervals(prometheus_url, timeout) if samples else {}
+    spacings = [b - a for times, _ in samples for a, b in zip(times, times[1:], strict=False) if b - a >= 1]
+    fallback = min(spacings, default=15.0)
     merged: dict[tuple[str, str], AlertIntervals] = {}
-    for series in data["result"]:
-        labels = {k: v for k, v in series["metric"].items() if k not in ("__name__", "alertstate")}
-        times = [float(t) for t, _ in series.get("values", [])]
-        alert = merged.setdefault((labels.get("alertname", ""), _target(labels)),
-                                  AlertIntervals(labels.get("alertname", ""), _target(labels), labels))
-        alert.intervals = sorted(alert.intervals + intervals_from_samples(times))
+    for times, labels in samples:
+        name = labels.get("alertname", "")
+        alert = merged.setdefault((name, _target(labels)), AlertIntervals(name, _target(labels), labels))
+        alert.intervals = sorted(alert.intervals + intervals_from_samples(times, known.get(name, fallback)))
     return sorted(merged.values(), key=lambda a: (min(i[0] for i in a.intervals) if a.intervals else 0, a.key))
 
 

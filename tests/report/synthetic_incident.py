@@ -3,7 +3,7 @@
 The series are written as OpenMetrics and backfilled with ``promtool tsdb create-blocks-from openmetrics``;
 recording rules do not backfill, so the recorded series the dashboards read (``instance:...``, ``job:...``)
 and Prometheus's own ``ALERTS`` series are written directly, consistent with the raw counters. Then the
-real ``prometheus`` binary serves the blocks (no scrape targets, no rules). No Janus, no media.
+real ``prometheus`` binary serves the blocks (no scrape targets). No Janus, no media.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lab.stack import free_port
 
 NODES = ("sfu-node-01", "sfu-node-02", "sfu-node-03", "sfu-node-04")
 HOT = "sfu-node-04"
+RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules"
 EVERY = 15  # seconds between samples, as the lab's scrape and evaluation interval
 BUDGET = 0.05  # cores per node
 PHASES = ((0, "baseline", {"policy": "least_rooms"}), (30, "mega-room", {"participants": 60}),
@@ -183,7 +184,10 @@ def backfilled_prometheus(workdir: Path) -> Iterator[Incident]:
     subprocess.run([str(promtool), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
                    check=True, capture_output=True, timeout=60)
     config = workdir / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n")
+    # The committed rules, for /api/v1/rules (the alerts' evaluation interval); evaluated now, 3 h after the
+    # data, they find nothing and add nothing.
+    config.write_text("global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n"
+                      f"rule_files: ['{RULES}/*.yml']\n")
     prometheus = Prometheus(config, workdir, port=free_port(), retention="30d")
     prometheus.start_and_wait(timeout=30)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from synthetic_incident import HOT, Incident
 
-from lab.report import add_arguments, command, parse_time, render_report
+from lab.report import add_arguments, command, evaluation_intervals, intervals_from_samples, parse_time, render_report
 from lab.stack import free_port
 
 BROKEN = {
@@ -99,3 +99,14 @@ def test_times_are_unix_seconds_relative_to_now_or_iso_8601(text: str, seconds: 
 def test_a_time_that_is_none_of_those_is_refused() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="not a time"):
         parse_time("yesterday")
+
+
+def test_a_missed_evaluation_does_not_split_an_alert_interval_but_a_longer_gap_does() -> None:
+    assert intervals_from_samples([0, 15, 45, 60], every=15) == [(0, 60)]
+    assert intervals_from_samples([0, 15, 30, 120, 135], every=15) == [(0, 30), (120, 135)]
+    assert intervals_from_samples([300, 0], every=15) == [(0, 0), (300, 300)]
+
+
+def test_the_evaluation_interval_of_each_alert_comes_from_prometheus_rules(incident: Incident) -> None:
+    intervals = evaluation_intervals(incident.url)
+    assert intervals["SFUHighCPU"] == intervals["SFUNackStorm"] == 15.0
