@@ -206,6 +206,7 @@ class Run:
 
     # ---- result ------------------------------------------------------------------------------------
     def result(self, ok: bool, error: str | None = None) -> dict[str, Any]:
+        self.facts["bots_cpu_share_of_a_core"] = round(time.process_time() / max(self.elapsed(), 1e-9), 3)
         return {
             "scenario": self.name, "size": self.size, "ok": ok, "error": error,
             "started_at": self.started_wall, "ended_at": time.time(),

@@ -193,6 +193,10 @@ async def run_incident(run: Run) -> None:
         if after_fix:
             raise ScenarioFailed(f"{HOT_NODE} still received {len(after_fix)} rooms after the fix")
         run.forbid(ALERTS, [n for n in nodes if n != HOT_NODE])
+        window = f"{int(run.elapsed()) + 60}s"
+        peak = await run.query(f"max_over_time(instance:sfu_process_cpu:budget_ratio_rate1m[{window}])")
+        run.facts["peak_cpu_share_of_budget"] = {node: round(v, 2) for node, v in sorted(peak.items())}
+        run.facts["node_budget_cores"] = (await run.query("sfu_cpu_budget_cores")).get(HOT_NODE)
         stop_piling.set()
         run.phase("done")
     finally:
