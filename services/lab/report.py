@@ -97,10 +97,7 @@ class Panel:
     queries: tuple[PanelQuery, ...]
     legend: Mapping[str, str]  # ref_id -> legendFormat
     right: Mapping[str, tuple[str, str]]  # ref_id -> (unit, axis label) of the queries on a right axis
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.dashboard}--{slug(self.title)}.png"
+    file_name: str  # <uid>--<title slug>.png, with -2, -3 ... when a dashboard repeats a title
 
 
 def slug(text: str) -> str:
@@ -121,7 +118,7 @@ def dashboard_panels(dashboards_dir: Path = DASHBOARDS_DIR,
                      variables: Mapping[str, str] | None = None) -> list[Panel]:
     """Every panel with targets, its queries from ``panel_queries`` and its unit, axes and legends from the JSON."""
     queries = iter(panel_queries(dashboards_dir, variables))
-    result = []
+    result: list[Panel] = []
     for dashboard in load_dashboards(dashboards_dir).values():
         for panel in panels(dashboard):
             targets = panel.get("targets", [])
@@ -139,11 +136,18 @@ def dashboard_panels(dashboards_dir: Path = DASHBOARDS_DIR,
                 if props.get("custom.axisPlacement") == "right":
                     right[query.ref_id] = (props.get("unit") or defaults.get("unit") or "short",
                                            props.get("custom.axisLabel") or "")
+            name = base = f"{dashboard['uid']}--{slug(panel.get('title', ''))}"
+            taken = {p.file_name for p in result}
+            for number in range(2, len(result) + 3):
+                if f"{name}.png" not in taken:
+                    break
+                name = f"{base}-{number}"
             result.append(Panel(
                 dashboard=dashboard["uid"], dashboard_title=dashboard.get("title", dashboard["uid"]),
                 title=panel.get("title", ""), type=panel.get("type", ""), unit=defaults.get("unit") or "short",
                 axis_label=defaults.get("custom", {}).get("axisLabel") or "", queries=mine,
-                legend={t.get("refId", ""): t.get("legendFormat", "") for t in targets}, right=right))
+                legend={t.get("refId", ""): t.get("legendFormat", "") for t in targets}, right=right,
+                file_name=f"{name}.png"))
     return result
 
 

@@ -24,6 +24,7 @@ BROKEN = {
              "targets": [{"refId": "A", "expr": "instance:sfu_nacks:rate1m", "legendFormat": "{{node}}"},
                          {"refId": "B", "expr": "sum by (node) (", "legendFormat": "{{node}}"}]}]},
         {"type": "text", "title": "Notes"},
+        {"type": "timeseries", "title": "Nothing here", "targets": [{"refId": "A", "expr": "vector(1)"}]},
     ],
 }
 
@@ -46,11 +47,13 @@ def test_a_query_error_is_written_into_its_panel_and_a_panel_without_data_says_s
         incident: Incident, broken_dashboards: Path, tmp_path: Path) -> None:
     report = render_report(incident.url, tmp_path / "out", start=incident.at(0), end=incident.at(600),
                            dashboards_dir=broken_dashboards)
-    panels = {p["title"]: p for p in report.data["panels"]}
-    assert list(panels) == ["Bad query", "Nothing here", "Half broken"], "text panels have nothing to draw"
-    assert "parse error" in panels["Bad query"]["queries"][0]["error"]
-    assert panels["Nothing here"]["no_data"] and panels["Nothing here"]["queries"][0]["error"] is None
-    good, bad = panels["Half broken"]["queries"]
+    panels = {p["file"]: p for p in report.data["panels"]}
+    assert list(panels) == ["broken--bad-query.png", "broken--nothing-here.png", "broken--half-broken.png",
+                            "broken--nothing-here-2.png"], "one file per panel with targets, a text panel has none"
+    assert "parse error" in panels["broken--bad-query.png"]["queries"][0]["error"]
+    empty = panels["broken--nothing-here.png"]
+    assert empty["no_data"] and empty["queries"][0]["error"] is None
+    good, bad = panels["broken--half-broken.png"]["queries"]
     assert HOT in {s["labels"]["node"] for s in good["series"]} and bad["error"]
     for png in report.pngs:
         assert png.read_bytes().startswith(b"\x89PNG"), png
