@@ -657,6 +657,11 @@ def render_html(data: Mapping[str, Any], all_panels: Sequence[Panel]) -> str:
     if not events:
         lines.append('<tr><td colspan="3">no phases and no alerts in this range</td></tr>')
     lines.append("</table>")
+    if scenario and scenario.get("facts"):
+        lines += ["<h2>Scenario facts</h2>", "<table>"]
+        lines += [f"<tr><th>{e(str(k))}</th><td>{e(v if isinstance(v, str) else json.dumps(v))}</td></tr>"
+                  for k, v in scenario["facts"].items()]
+        lines.append("</table>")
     if data["alerts"]:
         lines += ["<h2>Alerts</h2>", "<table><tr><th>alert</th><th>target</th><th>severity</th><th>firing from</th>"
                   "<th>until</th><th>for</th></tr>"]

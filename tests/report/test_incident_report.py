@@ -89,6 +89,7 @@ def test_the_html_page_shows_every_panel_with_its_queries_and_the_timeline_of_ph
     for at, name, _ in PHASES:
         assert f"phase {name}" in timeline and f"+{at // 60:02d}:{at % 60:02d}" in timeline
     assert f"SFUHighCPU {HOT} firing" in timeline and "+08:00" in timeline
+    assert f"<tr><th>mega_room_node</th><td>{HOT}</td></tr>" in page
     assert "<script" not in page
     assert json.loads((report.out_dir / "report.json").read_text())["panels"] == report.data["panels"]
 
