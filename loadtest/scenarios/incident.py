@@ -40,6 +40,14 @@ ALERTS = ("SFUHighCPU", "SFUNackStorm")
 NACK_FLOOR = 20.0  # NACKs/s: SFUNackStorm's absolute floor (prometheus/rules/sfu_alerts.yml)
 
 
+# Janus CPU measured on this project's 2-core machines: one media subscription (VP8 320x240@15 +
+# Opus), one signaling-only participant (session keepalives), one small voice room (1 + 2 people).
+CORES_PER_SUBSCRIPTION = 0.0018
+CORES_PER_LURKER = 0.00005
+CORES_PER_SMALL_ROOM = 0.0045
+SATURATION = 0.9  # mega-room + the rooms piled on its node ≈ 90 % of the budget, before NACK overhead
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything the story's size decides."""
@@ -55,24 +63,29 @@ class Plan:
 
     @classmethod
     def for_size(cls, size: int) -> Plan:
-        publishers = 2 if size < 200 else 3
-        media = max(6, min(16, size // 8))
+        publishers = 2
+        media = max(6, min(12, size // 40 if size >= 200 else 7))
+        small = size < 200
         return cls(size=size, publishers=publishers, media_subscribers=media,
-                   lurkers=max(0, size - publishers - media), pile_interval=5.0,
-                   room_lifetime=75.0 if size < 200 else 120.0, fire_timeout=6 * 60, resolve_timeout=5 * 60)
+                   lurkers=max(0, size - publishers - media), pile_interval=5.0 if small else 4.0,
+                   room_lifetime=75.0 if small else 150.0, fire_timeout=6 * 60, resolve_timeout=5 * 60)
 
+    @property
+    def mega_room_cores(self) -> float:
+        return self.publishers * self.media_subscribers * CORES_PER_SUBSCRIPTION + self.lurkers * CORES_PER_LURKER
 
-# Janus CPU per media subscription (VP8 320x240@15 + Opus), measured on this project's 2-core machines.
-CORES_PER_SUBSCRIPTION = 0.0018
-MEGA_SHARE = 0.5  # the mega-room alone uses about half of its node's budget
+    @property
+    def piled_room_cores(self) -> float:
+        """Small rooms on the hot node at steady state: a quarter of those alive under least_rooms."""
+        return self.room_lifetime / self.pile_interval / 4 * CORES_PER_SMALL_ROOM
 
 
 def node_cpus_for(size: int) -> float:
-    """The SFU nodes' CPU budget the story is sized for (the stack is started with it): the mega-room's
-    media takes about half of it, so the rooms piled on top saturate it, and once they are gone the node
-    recovers."""
+    """The SFU nodes' CPU budget the story is sized for (the stack is started with it): the mega-room
+    takes about half of it, the rooms least_rooms piles on top bring it to saturation, and once they are
+    gone the node recovers."""
     plan = Plan.for_size(size)
-    return round(plan.media_subscribers * plan.publishers * CORES_PER_SUBSCRIPTION / MEGA_SHARE, 2)
+    return round((plan.mega_room_cores + plan.piled_room_cores) / SATURATION, 2)
 
 
 class LossModel:

@@ -4,6 +4,8 @@
     lab status               components, PIDs, ports, health (exit 1 if any is not healthy)
     lab logs NAME [-n 50]    the end of one component's log
     lab demo [--seconds 10]  real media from aiortc peers through the running stack, then what it shows
+    lab scenario NAME        incident, silent-failure, node-down, auth-storm (starts the stack if needed)
+    lab report               the dashboards' panels as PNGs + HTML over the last scenario run
     lab down                 stop everything; no process, namespace or CPU group is left
 
 The stack keeps running between commands (``lab up`` returns); ``lab down`` ends it.
@@ -217,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="the one size knob (incident: mega-room participants; default: the scenario's own)")
     command.add_argument("--out", type=Path, default=None, help="JSON result file (default: LAB_HOME/scenarios/)")
     command.set_defaults(func=scenario)
+    from lab import report as report_command  # matplotlib is imported only when a report is drawn
+
+    command = commands.add_parser("report", help="every dashboard panel as a PNG over the last scenario run, "
+                                                 "plus index.html")
+    report_command.add_arguments(command)
+    command.set_defaults(func=report_command.command)
     command = commands.add_parser("demo", help="real media through the running stack (starts it if needed)")
     command.add_argument("--seconds", type=float, default=10, help="how long media flows (default: %(default)s)")
     command.add_argument("--subscribers", type=int, default=2, help="aiortc subscribers (default: %(default)s)")
