@@ -18,9 +18,10 @@ class FakeRun:
         exporters = {"sfu-node-01": "http://unused"}
 
 
-@pytest.mark.parametrize(("ratio", "loss"), [(0.0, 0.0), (LOSS_FROM_RATIO, 0.0), (0.9, MAX_LOSS / 2),
-                                             (1.0, MAX_LOSS), (1.4, MAX_LOSS)])
-def test_loss_follows_the_nodes_saturation_between_80_and_100_percent_of_its_budget(ratio, loss):
+@pytest.mark.parametrize(("ratio", "loss"), [(0.0, 0.0), (LOSS_FROM_RATIO, 0.0),
+                                             ((LOSS_FROM_RATIO + 1) / 2, MAX_LOSS / 2), (1.0, MAX_LOSS),
+                                             (1.4, MAX_LOSS)])
+def test_loss_follows_the_nodes_saturation_from_the_cpu_alerts_threshold_to_its_whole_budget(ratio, loss):
     model = LossModel(FakeRun())  # type: ignore[arg-type]
     model.ratio["sfu-node-01"] = ratio
     assert model.fraction("sfu-node-01") == pytest.approx(loss)
