@@ -65,6 +65,31 @@ def test_incident_least_rooms_melts_the_mega_room_node_and_the_fix_resolves_it(l
     assert quiet == [], "the other nodes stay quiet"
 
 
+def test_lab_report_draws_every_panel_of_the_incident_with_the_hot_node_and_the_alerts_shaded(lab_home):
+    out = lab_home / "report"
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "report", "--result", str(lab_home / "incident.json"),
+                           "--out", str(out)], env={**os.environ, "LAB_HOME": str(lab_home)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "index.html").is_file()
+    for panel in report["panels"]:
+        assert (out / panel["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", panel["file"]
+        assert all(q["error"] is None for q in panel["queries"]), panel["title"]
+        assert panel["shaded"].get("SFUHighCPU sfu-node-04"), f"{panel['title']}: SFUHighCPU not shaded"
+        assert panel["shaded"].get("SFUNackStorm sfu-node-04"), f"{panel['title']}: SFUNackStorm not shaded"
+    per_node = [p for p in report["panels"] if any(s["labels"].get("instance") or s["labels"].get("node")
+                                                    for q in p["queries"] for s in q["series"])]
+    assert per_node, "no panel draws per-node series"
+    for panel in per_node:
+        hot = [s for q in panel["queries"] for s in q["series"]
+               if "sfu-node-04" in (s["labels"].get("instance"), s["labels"].get("node")) and s["points"] > 0]
+        nodes_drawn = {s["labels"].get("instance") or s["labels"].get("node") for q in panel["queries"]
+                       for s in q["series"]}
+        if any(str(n).startswith("sfu-node-") for n in nodes_drawn):
+            assert hot, f"{panel['title']}: no data for the hot node"
+
+
 def test_silent_failure_fires_while_publishers_are_silent_and_resolves_when_they_send_again(lab_home):
     result = scenario(lab_home, "silent-failure")
     assert result["ok"], result["error"]
