@@ -30,11 +30,11 @@ $(STAMPS)/venv: pyproject.toml
 	@touch $@
 
 test: deps
-	$(PY) -m ruff check services tests bench
+	$(PY) -m ruff check services loadtest tests bench
 	$(PY) -m pytest
 
 lint: deps
-	$(PY) -m ruff check services tests bench
+	$(PY) -m ruff check services loadtest tests bench
 
 demo: deps
 	@$(VENV)/bin/lab status >/dev/null 2>&1 && echo "a native stack is up: make down first" && exit 1 || true

@@ -36,14 +36,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def measure(stack: Stack, args: list[str], window: float) -> tuple[float, float, float]:
-    """Start a bots process; return (CPU-s to get ready, seconds to get ready, steady CPU share of a core)."""
+def start_bots(stack: Stack, args: list[str], window: float) -> subprocess.Popen[str]:
     assert stack.netns is not None
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "loadtest.bots", "--signaling", stack.ws_url, "--room", "bench", "--seconds",
          str(window + 60), "--ice-address", stack.netns.host_ip, "--metrics-host", "127.0.0.1",
          "--metrics-port", str(free_port()), *args],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "SIGNALING_TOKEN_KEY": stack.token_key})
+
+
+async def measure(stack: Stack, args: list[str], window: float) -> tuple[float, float, float]:
+    """Start a bots process; return (CPU-s to get ready, seconds to get ready, steady CPU share of a core)."""
+    process = await asyncio.to_thread(start_bots, stack, args, window)
     try:
         started = time.monotonic()
         assert process.stdout is not None
