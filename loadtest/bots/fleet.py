@@ -17,7 +17,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from lab.peers import PacketLoss, SyntheticVideo, drop_incoming_rtp, new_peer_connection, publish, wait_ice
-from loadtest.bots.media import ToneAudio, drain
+from loadtest.bots.media import ToneAudio, count_frames_into, drain
 from loadtest.bots.metrics import BotMetrics
 from signaling.client import SignalingClient
 
@@ -56,6 +56,7 @@ class Fleet:
         self.url = url
         self.token_for = token_for
         self.metrics = metrics
+        count_frames_into(metrics)
         self.bots: list[Bot] = []
         self._gate = asyncio.Semaphore(concurrency)
         self._serial = 0

@@ -2,8 +2,9 @@
 
 ``ToneAudio`` is a 440 Hz tone (Opus does not compress it to nothing, unlike silence).
 ``skip_video_decoding()`` replaces aiortc's decoder worker in this process with one that only
-counts encoded frames: the jitter buffer still reassembles frames and asks for retransmissions and
-keyframes (so NACKs and PLIs are real), but no CPU goes to VP8 decoding. ``set_video_bitrate``
+counts encoded frames (into ``count_frames_into``'s metrics): the jitter buffer still reassembles
+frames and asks for retransmissions and keyframes (so NACKs and PLIs are real), but no CPU goes to
+decoding. ``set_video_bitrate``
 sets the VP8 encoder's starting bitrate. ``drain`` reads a track until it ends, counting frames
 and freezes.
 """
@@ -16,7 +17,6 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,22 +57,34 @@ class ToneAudio(MediaStreamTrack):
         return frame
 
 
-@dataclass(frozen=True)
-class EncodedFrame:
-    """What a non-decoding receiver hands to its track instead of a decoded frame."""
+_frame_metrics: BotMetrics | None = None
 
-    timestamp: int
+
+def count_frames_into(metrics: BotMetrics) -> None:
+    """Where non-decoding receivers of this process count their frames and freezes."""
+    global _frame_metrics
+    _frame_metrics = metrics
 
 
 def _counting_worker(loop: asyncio.AbstractEventLoop, input_q: queue.Queue, output_q: asyncio.Queue,
                      decode_error: threading.Event) -> None:
+    """Count encoded frames in the receiver's own thread; the track gets only its end (no per-frame hop
+    back to the event loop, which cost more than the counting)."""
+    media = threading.current_thread().name.split("-", 1)[0]  # aiortc names the thread "<kind>-decoder"
+    last: float | None = None
     while True:
         task = input_q.get()
         if task is None:
             asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
             return
-        _, encoded = task
-        asyncio.run_coroutine_threadsafe(output_q.put(EncodedFrame(encoded.timestamp)), loop)
+        metrics = _frame_metrics
+        if metrics is None:
+            continue
+        now = time.monotonic()
+        if media == "video" and last is not None and now - last > FREEZE_SECONDS:
+            metrics.freezes.inc()
+        last = now
+        metrics.frames.labels(media).inc()
 
 
 _real_worker = rtcrtpreceiver.decoder_worker
@@ -89,7 +101,8 @@ def set_video_bitrate(bits_per_second: int) -> None:
 
 
 async def drain(track: Any, media: str, metrics: BotMetrics) -> None:
-    """Receive ``track`` until it ends; count its frames, and video gaps over ``FREEZE_SECONDS``."""
+    """Receive ``track`` until it ends; count its (decoded) frames, and video gaps over ``FREEZE_SECONDS``.
+    Without decoding, frames are counted by the receiver's worker and the track only yields its end."""
     frames = metrics.frames.labels(media)
     last: float | None = None
     try:

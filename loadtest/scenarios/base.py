@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import start_http_server
 
 from lab.monitoring import get_json, query
+from lab.readiness import NotReady, wait_until_async
 from loadtest.bots.fleet import Fleet
 from loadtest.bots.metrics import BotMetrics
 from signaling.tokens import mint
@@ -170,17 +171,12 @@ class Run:
         """Poll ``check`` until true; return when (scenario seconds); raise ``ScenarioFailed`` after
         ``timeout`` (times the endpoints' ``timeout_scale``)."""
         timeout *= self.endpoints.timeout_scale
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                self.echo(f"[{self.clock()}] ok: {what}")
-                return self.elapsed()
-            if time.monotonic() > deadline:
-                raise ScenarioFailed(f"{what}: not within {timeout:.0f} s")
-            await asyncio.sleep(interval)
+        try:
+            await wait_until_async(check, timeout=timeout, what=what, interval=interval)
+        except NotReady as exc:
+            raise ScenarioFailed(f"{what}: not within {timeout:.0f} s") from exc
+        self.echo(f"[{self.clock()}] ok: {what}")
+        return self.elapsed()
 
     async def wait_firing(self, alertname: str, node: str | None, timeout: float) -> float:
         await self.wait_for(f"{alertname} fires for {node or 'the stack'}",

@@ -2,11 +2,13 @@
 
 Story (``size`` = mega-room participants; 500 by default, CI runs a smaller one):
 
-1. ``baseline``: placement ``least_rooms``; three small voice rooms land on sfu-node-01..03.
+1. ``baseline``: placement ``least_rooms``; long-lived quiet rooms (``BASELINE_ROOMS`` per node)
+   fill sfu-node-01..03 while sfu-node-04 is briefly drained.
 2. ``mega-room``: ``size`` participants join one room (a few video publishers, media subscribers,
    the rest signaling-only); it lands on the emptiest node, sfu-node-04.
-3. ``pile-up``: new small rooms keep arriving and ending. ``least_rooms`` counts rooms, not people,
-   so sfu-node-04 (one room) keeps getting its share. Its Janus saturates its CPU budget (the
+3. ``pile-up``: new small rooms keep arriving and ending. ``least_rooms`` counts rooms, not people:
+   sfu-node-04 holds one room, so it gets the next ones, and keeps ``BASELINE_ROOMS - 1`` more small
+   rooms than each other node from then on. Its Janus saturates its CPU budget (the
    Compose ``cpus:`` limit, a cgroup quota natively); loss rises on its subscribers; NACKs storm.
    ``SFUHighCPU`` and ``SFUNackStorm`` fire for sfu-node-04.
 4. ``fix``: switch placement to ``least_handles`` and drain sfu-node-04. New rooms go elsewhere, the
@@ -47,8 +49,8 @@ CORES_PER_LURKER = 0.00006
 CORES_PER_SMALL_ROOM = 0.0045
 # At the full size the bots' process saturates its core, media slows, and a piled room costs Janus less.
 CORES_PER_SMALL_ROOM_BOT_BOUND = 0.0018
-SATURATION = 0.92  # mega-room + the rooms piled on its node ≈ 92 % of the budget, before NACK overhead
-HOT_SHARE = 1 / 6  # share of new rooms least_rooms gives the mega-room's node (it loses ties: measured ~1/6)
+SATURATION = 0.95  # mega-room + the rooms piled on its node ≈ 95 % of the budget, before NACK overhead
+BASELINE_ROOMS = 3  # quiet rooms on each of the other nodes
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,11 @@ class Plan:
 
     @property
     def piled_room_cores(self) -> float:
-        """Small rooms on the hot node at steady state under least_rooms."""
+        """Small rooms on the hot node at steady state: least_rooms evens out room counts, so with N small
+        rooms alive the hot node holds (N + 3 (BASELINE_ROOMS - 1)) / 4 of them."""
         per_room = CORES_PER_SMALL_ROOM if self.size < 200 else CORES_PER_SMALL_ROOM_BOT_BOUND
-        return self.room_lifetime / self.pile_interval * HOT_SHARE * per_room
+        alive = self.room_lifetime / self.pile_interval
+        return (alive + 3 * (BASELINE_ROOMS - 1)) / 4 * per_room
 
 
 def node_cpus_for(size: int) -> float:
@@ -157,9 +161,12 @@ async def run_incident(run: Run) -> None:
         await run.admin_async("PUT", "/admin/placement", {"policy": "least_rooms"})
         for node in nodes:
             await run.admin_async("DELETE", f"/admin/nodes/{node}/drain")
-        run.phase("baseline", policy="least_rooms")
-        for index in range(len(nodes) - 1):
-            _, placed[f"base-{index}"] = await small_room(run, model, f"base-{index}")
+        run.phase("baseline", policy="least_rooms", quiet_rooms=BASELINE_ROOMS * (len(nodes) - 1))
+        await run.admin_async("POST", f"/admin/nodes/{HOT_NODE}/drain")
+        for index in range(BASELINE_ROOMS * (len(nodes) - 1)):
+            await run.fleet.lurkers(f"base-{index}", 1)
+            placed[f"base-{index}"] = await run.room_node(f"base-{index}")
+        await run.admin_async("DELETE", f"/admin/nodes/{HOT_NODE}/drain")
         run.phase("mega-room", participants=plan.size, publishers=plan.publishers,
                   media_subscribers=plan.media_subscribers, lurkers=plan.lurkers)
         await run.fleet.publishers("mega", plan.publishers)
