@@ -7,9 +7,6 @@ sink's test port and a 1 s group_wait: the route tree, grouping and inhibition a
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,15 +17,9 @@ import pytest_asyncio
 
 from alert_sink.amconfig import render_alertmanager
 from alert_sink.server import AlertSink
-from lab.readiness import wait_until, wait_until_async
-
-BINARY = shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from lab.monitoring import Alertmanager
+from lab.readiness import wait_until_async
+from lab.stack import free_port
 
 
 @pytest_asyncio.fixture
@@ -43,34 +34,15 @@ async def sink() -> AsyncIterator[AlertSink]:
 
 @pytest.fixture
 def alertmanager(sink: AlertSink, tmp_path: Path) -> Iterator[str]:
-    """Start Alertmanager on a free port with the rendered committed config; yield its base URL."""
-    assert BINARY, "Alertmanager is not installed: make deps installs prometheus-alertmanager"
+    """Start Alertmanager (lab.monitoring, as the stack does) with the rendered committed config; yield its URL."""
     config = render_alertmanager(tmp_path / "config", sink_url=f"http://127.0.0.1:{sink.port}/alerts",
                                  timings={"group_wait": "1s", "group_interval": "1m"})
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("w")
-    process = subprocess.Popen(
-        [BINARY, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
+    component = Alertmanager(config, tmp_path, port=free_port())
     try:
-        wait_until(ready, timeout=20, what="Alertmanager listens")
-        yield base
+        component.start_and_wait(timeout=20)
+        yield component.url
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+        component.stop()
 
 
 def alert(name: str, instance: str, severity: str) -> dict:
