@@ -12,6 +12,7 @@ once per machine into ``LAB_HOME/secrets.env`` (mode 0600): there is no usable d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -327,9 +328,8 @@ class NativeStack:
             if entry_alive(entry):
                 log(f"  stopping {entry.name} (pid {entry.pid})")
                 os.kill(entry.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(entry_alive(e) for e in entries) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(NotReady):
+            wait_until(lambda: not any(entry_alive(e) for e in entries), timeout=timeout, what="components exit")
         for entry in entries:
             if entry_alive(entry):
                 log(f"  {entry.name} ignored SIGTERM: SIGKILL")
