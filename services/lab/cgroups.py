@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.netns import INSTANCE
+
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
-GROUP = "sfulab"
+GROUP = "sfulab" + (str(INSTANCE) if INSTANCE else "")  # one group per native stack (LAB_INSTANCE)
 PERIOD_US = 100_000
 
 

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 PREFIX = "sfulab-"
 NETWORK = ipaddress.ip_network("198.18.0.0/15")
 EPHEMERAL_SLOTS = 8000
-UP_NAME, UP_SLOT = f"{PREFIX}up", EPHEMERAL_SLOTS  # 198.18.125.0/30: host .1, namespace .2
+# LAB_INSTANCE=N (default 0) gives a second native stack its own namespace, slot and cgroup group, so two
+# checkouts on one machine (a developer beside a running workshop stack) do not collide.
+INSTANCE = int(os.environ.get("LAB_INSTANCE") or 0)
+UP_NAME = f"{PREFIX}up" + (str(INSTANCE) if INSTANCE else "")
+UP_SLOT = EPHEMERAL_SLOTS + INSTANCE  # instance 0: 198.18.125.0/30, host .1, namespace .2
 
 
 class NetnsError(RuntimeError):
