@@ -1,4 +1,6 @@
-"""Helpers for tests: reading metrics, many clients at once, the cardinality check."""
+"""Helpers for tests: reading metrics, many clients at once.
+
+The label-cardinality rule lives in ``lab.labs.cardinality`` (lab 2 applies it too)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.client import SignalingClient
-from signaling.config import POLICIES
-from signaling.metrics import HTTP_ENDPOINTS, ICE_STATUSES, JANUS_REQUESTS
-from signaling.protocol import KNOWN_TYPES, PROTOCOL_ERROR_REASONS
-from signaling.tokens import FAILURE_REASONS, mint
+from signaling.tokens import mint
 
 TOKEN_KEY = "test-signing-key-" + secrets.token_hex(16)
 ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
@@ -94,40 +93,3 @@ async def scrape_samples(url: str) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """One sample's value, 0 when absent."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def label_values(text: str) -> dict[str, set[str]]:
-    """Every label name in an exposition (``le`` excluded) with the set of values it takes."""
-    seen: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            for name, value in s.labels.items():
-                if name != "le":
-                    seen.setdefault(name, set()).add(value)
-    return seen
-
-
-def allowed_label_values(nodes: list[str], region: str) -> dict[str, set[str]]:
-    """The bounded set each label of the signaling service may take."""
-    return {
-        "region": {region},
-        "msg_type": set(KNOWN_TYPES) | {"unknown"},
-        "direction": {"in", "out"},
-        "reason": set(FAILURE_REASONS) | set(PROTOCOL_ERROR_REASONS),
-        "status": set(ICE_STATUSES),
-        "method": {"GET", "PUT", "POST", "DELETE", "other"},
-        "endpoint": set(HTTP_ENDPOINTS),
-        "node": set(nodes),
-        "policy": set(POLICIES),
-        "request": set(JANUS_REQUESTS),
-    }
-
-
-def cardinality_violations(text: str, allowed: dict[str, set[str]]) -> list[str]:
-    problems = []
-    for name, values in label_values(text).items():
-        if name not in allowed:
-            problems.append(f"label {name!r} is not in the allowed list (values: {sorted(values)[:5]}...)")
-        elif values - allowed[name]:
-            problems.append(f"label {name!r} has values outside its set: {sorted(values - allowed[name])[:5]}")
-    return problems

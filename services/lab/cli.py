@@ -6,6 +6,8 @@
     lab demo [--seconds 10]  real media from aiortc peers through the running stack, then what it shows
     lab scenario NAME        incident, silent-failure, node-down, auth-storm (starts the stack if needed)
     lab report               the dashboards' panels as PNGs + HTML over the last scenario run
+    lab check N              check workshop lab N (docs/labs/) against the running stack
+    lab federation up|down   two regional Prometheus servers and a global one beside the stack (lab 8)
     lab down                 stop everything; no process, namespace or CPU group is left
 
 The stack keeps running between commands (``lab up`` returns); ``lab down`` ends it.
@@ -200,6 +202,18 @@ def scenario(args: argparse.Namespace) -> int:
     return run_native(stack, chosen, size, out=args.out)
 
 
+def check(args: argparse.Namespace) -> int:
+    from lab import labs
+
+    return labs.run(args.number, answers_file=args.answers, prometheus=args.prometheus, result_file=args.result)
+
+
+def federation(args: argparse.Namespace) -> int:
+    from lab.labs import federation as regions
+
+    return regions.command(args.action, interval=args.interval)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab", description="Native runner of the SFU Observability Lab.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -225,6 +239,17 @@ def main(argv: list[str] | None = None) -> int:
                                                  "plus index.html")
     report_command.add_arguments(command)
     command.set_defaults(func=report_command.command)
+    command = commands.add_parser("check", help="check a workshop lab (docs/labs/) against the running stack")
+    command.add_argument("number", type=int, help="the lab, 1 to 8")
+    command.add_argument("--answers", type=Path, default=None, help="answers file (default: labs/answers.yml)")
+    command.add_argument("--prometheus", default=None, help="Prometheus URL (default: the running stack's)")
+    command.add_argument("--result", type=Path, default=None,
+                         help="scenario result for labs 5 and 7 (default: LAB_HOME/scenarios/last.json)")
+    command.set_defaults(func=check)
+    command = commands.add_parser("federation", help="regional and global Prometheus beside the stack (lab 8)")
+    command.add_argument("action", choices=("up", "down", "status"))
+    command.add_argument("--interval", default="15s", help="scrape and evaluation interval (default: %(default)s)")
+    command.set_defaults(func=federation)
     command = commands.add_parser("demo", help="real media through the running stack (starts it if needed)")
     command.add_argument("--seconds", type=float, default=10, help="how long media flows (default: %(default)s)")
     command.add_argument("--subscribers", type=int, default=2, help="aiortc subscribers (default: %(default)s)")

@@ -8,13 +8,12 @@ import time
 
 import pytest
 
+from lab.labs.cardinality import allowed_label_values, cardinality_violations
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import (
     ADMIN_TOKEN,
-    allowed_label_values,
-    cardinality_violations,
     http,
     join_many,
     leave_all,
