@@ -238,15 +238,17 @@ class Check:
         return value
 
     def trainee_query(self, key: str, promql: str, *, at: float | None = None,
-                      span: tuple[float, float, float] | None = None) -> list[dict[str, Any]] | None:
+                      span: tuple[float, float, float] | None = None,
+                      prometheus: str | None = None) -> list[dict[str, Any]] | None:
         """The trainee's PromQL, instant or over ``span`` (start, end, step); ``None`` if Prometheus refused it."""
+        url = prometheus or self.stack.prometheus
         try:
             if span is not None:
-                return matrix(self.stack.prometheus, promql, *span)
-            return instant(self.stack.prometheus, promql, at)
+                return matrix(url, promql, *span)
+            return instant(url, promql, at)
         except PrometheusError as exc:
             self.lack(f"lab{self.lab}.{key} is not a query Prometheus accepts: {exc}. Try it in Prometheus's UI "
-                      f"({self.stack.prometheus}/graph) until it runs")
+                      f"({url}/graph) until it runs")
             return None
 
     def render(self) -> str:
