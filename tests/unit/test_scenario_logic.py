@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.scenarios.incident import LOSS_FROM_RATIO, MAX_LOSS, LossModel, Plan, node_cpus_for
+from loadtest.scenarios.incident import FULL_LOSS_AT_RATIO, LOSS_FROM_RATIO, MAX_LOSS, LossModel, Plan, node_cpus_for
 from loadtest.scenarios.others import bad_tokens
 from signaling.tokens import TokenRejected, verify
 
@@ -19,9 +19,10 @@ class FakeRun:
 
 
 @pytest.mark.parametrize(("ratio", "loss"), [(0.0, 0.0), (LOSS_FROM_RATIO, 0.0),
-                                             ((LOSS_FROM_RATIO + 1) / 2, MAX_LOSS / 2), (1.0, MAX_LOSS),
+                                             ((LOSS_FROM_RATIO + FULL_LOSS_AT_RATIO) / 2, MAX_LOSS / 2),
+                                             (FULL_LOSS_AT_RATIO, MAX_LOSS), (1.0, MAX_LOSS),
                                              (1.4, MAX_LOSS)])
-def test_loss_follows_the_nodes_saturation_from_the_cpu_alerts_threshold_to_its_whole_budget(ratio, loss):
+def test_loss_follows_the_nodes_saturation_from_the_cpu_alerts_threshold_to_where_a_throttled_node_reads(ratio, loss):
     model = LossModel(FakeRun())  # type: ignore[arg-type]
     model.ratio["sfu-node-01"] = ratio
     assert model.fraction("sfu-node-01") == pytest.approx(loss)
