@@ -114,7 +114,11 @@ def check(answers: Answers, stack: LiveStack, **_: object) -> Check:
 
 
 def _apply_rule(result: Check, scrape_url: str, offending: object) -> None:
-    text = http_text(scrape_url)
+    try:
+        text = http_text(scrape_url)
+    except StackNotUp as exc:
+        result.lack(f"your scratch copy does not answer ({exc}): {RUN_IT}")
+        return
     violations = cardinality_violations(text, allowed_label_values(list(topology.NODE_NAMES), "local"))
     rejected = sorted(set(label_values(text)) - set(allowed_label_values([], "local")))
     if not violations:
