@@ -78,7 +78,7 @@ def test_lab_8_without_federation_names_the_command_that_starts_it(live):
 
 @pytest.fixture(scope="module")
 def media(native_home: Path, live: LiveStack) -> str:
-    """A publisher and a lossy subscriber for 40 s (three scrapes of the bots), then a short demo; returns the bots' room's node."""
+    """A publisher and a lossy subscriber for 40 s (three bot scrapes), then a short demo; returns the room's node."""
     argv, env = lab4_exporter.bots_command(NativeStack(native_home), seconds=40, loss=0.05)
     bots = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     placed: list[str] = []
