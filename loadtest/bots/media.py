@@ -1,10 +1,13 @@
 """What the bots send and how they receive cheaply.
 
 ``ToneAudio`` is a 440 Hz tone (Opus does not compress it to nothing, unlike silence).
-``skip_video_decoding()`` replaces aiortc's decoder worker in this process with one that only
-counts encoded frames (into ``count_frames_into``'s metrics): the jitter buffer still reassembles
-frames and asks for retransmissions and keyframes (so NACKs and PLIs are real), but no CPU goes to
-decoding. ``set_video_bitrate``
+``skip_video_decoding()`` makes receivers created afterwards in this process count encoded frames
+(into ``count_frames_into``'s metrics) instead of decoding them: the jitter buffer still
+reassembles frames and asks for retransmissions and keyframes (so NACKs and PLIs are real), but no
+CPU goes to decoding, frames are counted on the event loop as the jitter buffer completes them (no
+decoder thread per track: with a hundred tracks, handing each frame to its own thread cost more GIL
+switching than the counting), and no receive-side bandwidth estimate is computed (REMB: Janus's
+VideoRoom forwards at the publisher's rate whatever its subscribers estimate). ``set_video_bitrate``
 sets the VP8 encoder's starting bitrate. ``drain`` reads a track until it ends, counting frames
 and freezes.
 """
@@ -66,33 +69,58 @@ def count_frames_into(metrics: BotMetrics) -> None:
     _frame_metrics = metrics
 
 
-def _counting_worker(loop: asyncio.AbstractEventLoop, input_q: queue.Queue, output_q: asyncio.Queue,
-                     decode_error: threading.Event) -> None:
-    """Count encoded frames in the receiver's own thread; the track gets only its end (no per-frame hop
-    back to the event loop, which cost more than the counting)."""
-    media = threading.current_thread().name.split("-", 1)[0]  # aiortc names the thread "<kind>-decoder"
-    last: float | None = None
-    while True:
-        task = input_q.get()
-        if task is None:
-            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+class _CountingQueue:
+    """Stands in for a receiver's decoder queue: counts each complete encoded frame where the jitter
+    buffer hands it over (on the event loop) and passes only the end of the stream to the track."""
+
+    def __init__(self) -> None:
+        self.media = "video"
+        self.track_queue: asyncio.Queue | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.last: float | None = None
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            if self.loop is not None and self.track_queue is not None:
+                self.loop.call_soon_threadsafe(self.track_queue.put_nowait, None)
             return
         metrics = _frame_metrics
         if metrics is None:
-            continue
+            return
         now = time.monotonic()
-        if media == "video" and last is not None and now - last > FREEZE_SECONDS:
+        if self.media == "video" and self.last is not None and now - self.last > FREEZE_SECONDS:
             metrics.freezes.inc()
-        last = now
-        metrics.frames.labels(media).inc()
+        self.last = now
+        metrics.frames.labels(self.media).inc()
+
+
+def _counting_worker(loop: asyncio.AbstractEventLoop, input_q: _CountingQueue, output_q: asyncio.Queue,
+                     decode_error: threading.Event) -> None:
+    """Runs once as the receiver's "decoder thread": tells its queue where the stream's end goes, and exits."""
+    input_q.media = threading.current_thread().name.split("-", 1)[0]  # aiortc names it "<kind>-decoder"
+    input_q.loop, input_q.track_queue = loop, output_q
+
+
+class _NoBandwidthEstimate:
+    def add(self, **_: Any) -> None:
+        return None
+
+
+class _CountingQueues:
+    """What ``rtcrtpreceiver`` sees as its ``queue`` module while decoding is skipped."""
+
+    Queue = _CountingQueue
 
 
 _real_worker = rtcrtpreceiver.decoder_worker
+_real_estimator = rtcrtpreceiver.RemoteBitrateEstimator
 
 
 def skip_video_decoding(skip: bool = True) -> None:
     """Receivers created from now on in this process count encoded frames instead of decoding them."""
     rtcrtpreceiver.decoder_worker = _counting_worker if skip else _real_worker  # type: ignore[assignment]
+    rtcrtpreceiver.queue = _CountingQueues if skip else queue  # type: ignore[assignment]
+    rtcrtpreceiver.RemoteBitrateEstimator = _NoBandwidthEstimate if skip else _real_estimator  # type: ignore[misc]
 
 
 def set_video_bitrate(bits_per_second: int) -> None:
@@ -102,7 +130,7 @@ def set_video_bitrate(bits_per_second: int) -> None:
 
 async def drain(track: Any, media: str, metrics: BotMetrics) -> None:
     """Receive ``track`` until it ends; count its (decoded) frames, and video gaps over ``FREEZE_SECONDS``.
-    Without decoding, frames are counted by the receiver's worker and the track only yields its end."""
+    Without decoding, frames are counted as the jitter buffer completes them and the track only yields its end."""
     frames = metrics.frames.labels(media)
     last: float | None = None
     try:
