@@ -80,7 +80,7 @@ async def run(subscribers: int, decoding: int, lurkers: int, window: float) -> N
                                         ("subscribers, video decoded", decoding, ["--decode"])):
                 _, _, share = await measure(stack, ["--publishers", "0", "--subscribers", str(count), *extra], window)
                 rows.append((label, count, share, count / share))
-            join_cpu, join_wall, share = await measure(
+            join_cpu, join_wall, lurker_share = await measure(
                 stack, ["--publishers", "0", "--subscribers", "0", "--lurkers", str(lurkers)], window)
         finally:
             await fleet.close()
@@ -89,8 +89,8 @@ async def run(subscribers: int, decoding: int, lurkers: int, window: float) -> N
     for label, count, share, per_core in rows:
         print(f"{label:34} {count:>6} {100 * share:>15.1f}% {per_core:>10.0f}")
     print(f"{'ratio not decoded / decoded':34} {'':>6} {'':>16} {rows[0][3] / rows[1][3]:>9.1f}x")
-    print(f"{'lurkers (signaling only), staying':34} {lurkers:>6} {100 * share:>15.1f}% "
-          f"{lurkers / max(share, 1e-6):>10.0f}")
+    print(f"{'lurkers (signaling only), staying':34} {lurkers:>6} {100 * lurker_share:>15.1f}% "
+          f"{lurkers / max(lurker_share, 1e-6):>10.0f}")
     print(f"{'lurkers, joining':34} {lurkers:>6} {join_wall:>14.1f} s {lurkers / max(join_cpu, 1e-6):>7.0f}/CPU-s")
 
 
