@@ -26,6 +26,8 @@ JANUS_WS_PORT = 8188
 JANUS_ADMIN_PORT = 7088
 EXPORTER_PORT = 9188
 BOTS_METRICS_PORT = 9400  # the scenario runner's bots, on the namespace's host end natively
+FEDERATION_GLOBAL_PORT = 9091  # the federation profile's global Prometheus (natively: `lab federation up`)
+FEDERATION_REGION_PORTS = {"prometheus-region-a": 9095, "prometheus-region-b": 9096}  # native only
 SFU_NODE_CPUS_DEFAULT = 1.0  # Compose: cpus: ${SFU_NODE_CPUS:-1}
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import netns
 
@@ -88,6 +89,24 @@ def test_lab_report_draws_every_panel_of_the_incident_with_the_hot_node_and_the_
                        for s in q["series"]}
         if any(str(n).startswith("sfu-node-") for n in nodes_drawn):
             assert hot, f"{panel['title']}: no data for the hot node"
+
+
+def lab_check(home: Path, number: int, answers: dict) -> subprocess.CompletedProcess[str]:
+    answers_file = home / f"answers-{number}.yml"
+    answers_file.write_text(yaml.safe_dump(answers))
+    return subprocess.run([sys.executable, "-m", "lab.cli", "check", str(number), "--answers", str(answers_file),
+                           "--result", str(home / "incident.json")], env={**os.environ, "LAB_HOME": str(home)},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_lab_5_check_finds_the_hot_node_of_the_real_incident_and_rejects_a_wrong_one(lab_home):
+    right = {"hot_node_query": "instance:sfu_process_cpu:budget_ratio_rate1m", "hot_node": "sfu-node-04",
+             "cause": "least_rooms placement kept sending new rooms to the mega-room's node"}
+    done = lab_check(lab_home, 5, {"lab5": right})
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = lab_check(lab_home, 5, {"lab5": {**right, "hot_node": "sfu-node-02", "cause": "high CPU"}})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "lab5.hot_node is 'sfu-node-02'" in done.stdout and "names a symptom" in done.stdout, done.stdout
 
 
 def test_silent_failure_fires_while_publishers_are_silent_and_resolves_when_they_send_again(lab_home):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from lab import topology
 from lab.labs.common import LiveStack, StackNotUp
 from lab.monitoring import MissingPrerequisite, Prometheus
 from lab.native import Entry, NativeStack, _start_ticks, entry_alive
@@ -27,9 +28,9 @@ from lab.rule_overrides import PROMETHEUS_DIR, render_prometheus
 FEDERATION_DIR = PROMETHEUS_DIR / "federation"
 # Regional servers of the Compose profile and where they listen natively; the global one keeps
 # Compose's published port.
-REGION_PORTS = {"prometheus-region-a": 9095, "prometheus-region-b": 9096}
+REGION_PORTS = topology.FEDERATION_REGION_PORTS
 GLOBAL = "prometheus-global"
-GLOBAL_PORT = 9091
+GLOBAL_PORT = topology.FEDERATION_GLOBAL_PORT
 PORTS = {**REGION_PORTS, GLOBAL: GLOBAL_PORT}
 
 
