@@ -60,7 +60,7 @@ async def receive(stack: Stack, room: str, *, decode: bool, loss: float = 0.0) -
                                what="every track to end after its peer connection closed")
     finally:
         await fleet.close()
-        skip_video_decoding()
+        skip_video_decoding(False)  # aiortc's own receivers again for the rest of this test process
     return registry, drains
 
 
