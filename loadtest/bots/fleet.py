@@ -161,7 +161,9 @@ class Fleet:
         """Close ``bots`` (they leave their rooms) and forget them."""
         gone = list(bots)
         for bot in gone:
-            await bot.close()
+            # Shielded: aiortc's RTCPeerConnection.close() interrupted half-way never completes its
+            # "closed" future, and every later close() of that peer waits on it for ever.
+            await asyncio.shield(bot.close())
             if bot in self.bots:
                 self.bots.remove(bot)
                 self.metrics.peers.labels(bot.role).dec()

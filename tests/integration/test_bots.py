@@ -4,6 +4,7 @@ injected loss, and every track ending when its bot closes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +81,22 @@ def test_loss_on_a_subscriber_that_skips_decoding_still_sends_real_nacks(stack):
     registry, _ = asyncio.run(receive(stack, "lossy", decode=False, loss=0.1))
     assert registry.get_sample_value("bot_nacks_sent_total") > 0
     assert registry.get_sample_value("bot_packets_dropped_total", {"direction": "received"}) > 0
+
+
+async def release_cancelled_half_way(stack: Stack) -> None:
+    fleet = Fleet(stack.ws_url, lambda r, u: mint(stack.token_key, room=r, user=u), BotMetrics(CollectorRegistry()))
+    try:
+        bots = [*await fleet.publishers("cancelled", 1), *await fleet.subscribers("cancelled", 1)]
+        releasing = asyncio.ensure_future(fleet.release(bots))
+        for _ in range(3):  # let the release get inside the first peer connection's close
+            await asyncio.sleep(0)
+        assert not releasing.done()
+        releasing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await releasing
+    finally:
+        await asyncio.wait_for(fleet.close(), timeout=20)
+
+
+def test_a_release_cancelled_half_way_does_not_hang_the_fleets_close(stack):
+    asyncio.run(release_cancelled_half_way(stack))
