@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lab.labs.federation import write_federation_configs
 from lab.monitoring import Prometheus
 from lab.readiness import wait_until
 from lab.rule_overrides import render_prometheus
@@ -153,16 +154,7 @@ def lay_out(root: Path, targets: dict[str, int], server_ports: dict[str, int]) -
         "sfu_nodes": [{"targets": [f"127.0.0.1:{targets[n]}"], "labels": {"node": n}} for n in EGRESS_BPS],
         "signaling_backend": [{"targets": [f"127.0.0.1:{targets['signaling']}"]}],
     })
-    folder = root / "federation"
-    folder.mkdir()
-    for source in CONFIGS:
-        document = yaml.safe_load(source.read_text())
-        document["global"].update(scrape_interval=INTERVAL, scrape_timeout=INTERVAL, evaluation_interval=INTERVAL)
-        for job in document["scrape_configs"]:
-            for static in job.get("static_configs", []):
-                static["targets"] = [f"127.0.0.1:{server_ports[t.rpartition(':')[0]]}" for t in static["targets"]]
-        (folder / source.name).write_text(yaml.safe_dump(document, sort_keys=False))
-    return folder
+    return write_federation_configs(root / "federation", server_ports, INTERVAL)
 
 
 def query_at(server: Prometheus, promql: str, at: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,7 +38,12 @@ PORTS = {**REGION_PORTS, GLOBAL: GLOBAL_PORT}
 def lay_out(root: Path, interval: str | None = None) -> Path:
     """prometheus/ as Compose mounts it (native targets) plus federation/ with native addresses; returns federation/."""
     render_prometheus(root, target_set="native")
-    folder = root / "federation"
+    return write_federation_configs(root / "federation", REGION_PORTS, interval)
+
+
+def write_federation_configs(folder: Path, region_ports: Mapping[str, int], interval: str | None = None) -> Path:
+    """prometheus/federation/*.yml into ``folder`` with each regional server at 127.0.0.1 and its port from
+    ``region_ports`` (Compose service name -> port) and, if given, every interval set to ``interval``."""
     folder.mkdir(parents=True, exist_ok=True)
     for source in sorted(FEDERATION_DIR.glob("*.yml")):
         document = yaml.safe_load(source.read_text())
@@ -45,7 +51,7 @@ def lay_out(root: Path, interval: str | None = None) -> Path:
             document["global"].update(scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval)
         for job in document["scrape_configs"]:
             for static in job.get("static_configs", []):
-                static["targets"] = [f"127.0.0.1:{REGION_PORTS[t.rpartition(':')[0]]}" for t in static["targets"]]
+                static["targets"] = [f"127.0.0.1:{region_ports[t.rpartition(':')[0]]}" for t in static["targets"]]
         (folder / source.name).write_text(yaml.safe_dump(document, sort_keys=False))
     return folder
 
