@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.netns import INSTANCE
+from lab.netns import INSTANCE_SUFFIX
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
-GROUP = "sfulab" + (str(INSTANCE) if INSTANCE else "")  # one group per native stack (LAB_INSTANCE)
+GROUP = f"sfulab{INSTANCE_SUFFIX}"  # one group per native stack (LAB_INSTANCE)
 PERIOD_US = 100_000
 
 

@@ -27,7 +27,7 @@ from alert_sink.amconfig import render_alertmanager
 from lab import cgroups, topology
 from lab.components import Component, ComponentError, JanusExporter, JanusNode, python_module
 from lab.monitoring import Alertmanager, AlertSink, NodeExporter, Prometheus
-from lab.netns import INSTANCE, UP_NAME, UP_SLOT, NetNamespace, existing
+from lab.netns import UP_NAME, UP_SLOT, NetNamespace, existing
 from lab.readiness import NotReady, http_status, port_open, wait_until
 from lab.rule_overrides import render_prometheus
 
@@ -219,9 +219,8 @@ class NativeStack:
                              run, host=ns_ip, listen="0.0.0.0", port=topology.ALERTMANAGER_PORT, netns=netns),
                 Prometheus(render_prometheus(run / "prometheus", target_set="native",
                                              overrides_file=FAST_OVERRIDES if fast else None,
-                                             targets=None if not INSTANCE else {  # a second stack: its own bots
-                                                 "loadtest_bots": [{"targets": [
-                                                     f"{netns.host_ip}:{topology.BOTS_METRICS_PORT}"]}]}),
+                                             targets={"loadtest_bots": [{"targets": [  # this namespace's host end
+                                                 f"{netns.host_ip}:{topology.BOTS_METRICS_PORT}"]}]}),
                            run, host=ns_ip, listen="0.0.0.0", port=topology.PROMETHEUS_PORT, netns=netns),
             ]
             if fast:

@@ -28,7 +28,8 @@ EPHEMERAL_SLOTS = 8000
 # LAB_INSTANCE=N (default 0) gives a second native stack its own namespace, slot and cgroup group, so two
 # checkouts on one machine (a developer beside a running workshop stack) do not collide.
 INSTANCE = int(os.environ.get("LAB_INSTANCE") or 0)
-UP_NAME = f"{PREFIX}up" + (str(INSTANCE) if INSTANCE else "")
+INSTANCE_SUFFIX = str(INSTANCE) if INSTANCE else ""  # of the namespace's and the cgroup group's names
+UP_NAME = f"{PREFIX}up{INSTANCE_SUFFIX}"
 UP_SLOT = EPHEMERAL_SLOTS + INSTANCE  # instance 0: 198.18.125.0/30, host .1, namespace .2
 
 
