@@ -164,6 +164,7 @@ def _show_prometheus(stack: NativeStack) -> None:
         except (OSError, RuntimeError) as exc:
             print(f"  {title}: {exc}")
             continue
+        result.sort(key=lambda s: s["metric"].get("instance", ""))  # Prometheus returns series in no set order
         shown = ", ".join(f"{s['metric'].get('instance', '')} {float(s['value'][1]):.3g}".strip() for s in result)
         print(f"  {title:28} {shown or '(no data yet)'}")
 
