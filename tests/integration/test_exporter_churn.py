@@ -10,6 +10,7 @@ import pytest
 from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
 from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
+from signaling.config import SETTINGS
 
 from support import Samples, join_many, leave_all, scrape_samples, token, value, ws_url
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.janus
 WAVE = 500
 WAVES = 2
 MEDIA_SUBSCRIBERS = 2
+SIGNALING_DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 
 def is_counter_sample(name: str) -> bool:
@@ -52,7 +54,11 @@ class Watcher:
 async def test_handles_joining_and_leaving_in_waves_keep_counters_monotonic_and_series_bounded(
         lab_netns, monitored_nodes, signaling_server, media_source):
     (exporter,) = monitored_nodes(1, stats_period=1, JANUS_EXPORTER_MEDIA_SOURCE=media_source)
-    server = await signaling_server([exporter.node])
+    # Signaling's production health timing (2 s per ping) instead of the suite's 0.5 s: back-to-back
+    # admin-mode scrapes of 500 handles can delay a ping past 0.5 s, and a node marked unhealthy
+    # leaves its participants' sessions for Janus to expire (60 s) instead of destroying them.
+    server = await signaling_server([exporter.node], health_period=SIGNALING_DEFAULTS["health_period"],
+                                    janus_timeout=SIGNALING_DEFAULTS["janus_timeout"])
     bind_ice_to(lab_netns.host_ip)
     url = ws_url(server)
     publisher = await SignalingClient.connect(url)
