@@ -96,7 +96,9 @@ class Entry:
     cgroup: str | None = None
 
 
-def _start_ticks(pid: int) -> int | None:
+def process_start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks after boot), or None when it is gone or a zombie: with the
+    PID it names one process, so a PID reused by another program is not taken for ours."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -106,7 +108,7 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def entry_alive(entry: Entry) -> bool:
-    return _start_ticks(entry.pid) == entry.start_ticks
+    return process_start_ticks(entry.pid) == entry.start_ticks
 
 
 class NativeStack:
@@ -174,7 +176,7 @@ class NativeStack:
                     limit = cgroups.CpuLimit.create(component.name, cpu_limit)
                     limit.add(component.pid)
                     group = str(limit.path)
-                entries.append(Entry(component.name, component.pid, _start_ticks(component.pid) or 0, spec.port,
+                entries.append(Entry(component.name, component.pid, process_start_ticks(component.pid) or 0, spec.port,
                                      spec.health_path, str(component.log_path), group))
                 self._save(netns, entries, notes, time.time(), settings)
                 start()
@@ -255,7 +257,7 @@ class NativeStack:
         old = next(e for e in entries if e.name == name)
         if old.cgroup:
             cgroups.CpuLimit(Path(old.cgroup), 0).add(node.pid)
-        old.pid, old.start_ticks = node.pid, _start_ticks(node.pid) or 0
+        old.pid, old.start_ticks = node.pid, process_start_ticks(node.pid) or 0
         self._save(netns, entries, state.get("notes", []), state.get("started", time.time()),
                    state.get("settings", {}))
         self._wait_port(node, netns.ns_ip, node.ports.ws)

@@ -22,7 +22,7 @@ import yaml
 from lab import topology
 from lab.labs.common import LiveStack, StackNotUp
 from lab.monitoring import MissingPrerequisite, Prometheus
-from lab.native import Entry, NativeStack, _start_ticks, entry_alive
+from lab.native import Entry, NativeStack, entry_alive, process_start_ticks
 from lab.readiness import NotReady, wait_until
 from lab.rule_overrides import PROMETHEUS_DIR, render_prometheus
 
@@ -91,7 +91,7 @@ class Federation:
                 server.name = name
                 server.start_and_wait(timeout=30)
                 assert server.pid is not None
-                entries.append(Entry(name, server.pid, _start_ticks(server.pid) or 0, port, "/-/ready",
+                entries.append(Entry(name, server.pid, process_start_ticks(server.pid) or 0, port, "/-/ready",
                                      str(server.log_path)))
                 self.home.mkdir(parents=True, exist_ok=True)
                 self.state_file.write_text(json.dumps([asdict(e) for e in entries], indent=1))
