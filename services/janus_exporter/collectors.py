@@ -102,6 +102,8 @@ class MediaCollector:
         sfu_rtt_seconds_bucket{le="0.005",media="video"} 3.0
         sfu_slow_link_events_total{direction="uplink",media="audio"} 1.0
         janus_exporter_media_handles_tracked 4.0
+        janus_exporter_media_baselines_total 2.0
+        janus_exporter_media_resets_total 0.0
     """
 
     def __init__(self, exporter: Exporter) -> None:
@@ -129,6 +131,12 @@ class MediaCollector:
         yield slow
         yield GaugeMetricFamily("janus_exporter_media_handles_tracked",
                                 "Handles whose last counter values the exporter keeps", value=ledger.tracked_handles)
+        yield CounterMetricFamily("janus_exporter_media_baselines",
+                                  "Streams whose first sample was their baseline (not known to have started at zero)",
+                                  value=ledger.baselines)
+        yield CounterMetricFamily("janus_exporter_media_resets",
+                                  "Stream samples with a counter below its last value (read as a reset)",
+                                  value=ledger.resets)
 
 
 def _label_values(labels: tuple[str, ...]) -> list[tuple[str, ...]]:

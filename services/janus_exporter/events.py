@@ -3,7 +3,8 @@
 Janus posts one event object, or an array of them when ``grouping`` is on. Media stats (type 32,
 subtype 3) come one per handle and stream, or, with ``combine_media_stats``, one per handle whose
 ``event`` is an array of streams: both shapes are accepted. Type 16 subtype 6 tells a
-PeerConnection up (``webrtcup``) or hung up; type 2 ``detached`` retires a handle.
+PeerConnection up (``webrtcup``) or hung up; type 2 ``attached`` announces a new handle (its
+counters start at zero) and ``detached`` retires it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ SLOW_LINK_DIRECTIONS = ("uplink", "downlink")
 class EventSink:
     """Applies events to the ledger and PeerConnection set and counts them by type."""
 
-    def __init__(self, ledger: MediaLedger, peer_connections: PeerConnections) -> None:
+    def __init__(self, ledger: MediaLedger, peer_connections: PeerConnections, *, media_stats: bool = True) -> None:
+        """``media_stats=False``: stats events are counted but not applied (media comes from the Admin API)."""
         self.ledger = ledger
         self.peer_connections = peer_connections
+        self.media_stats = media_stats
         self.received = dict.fromkeys(EVENT_TYPE_LABELS, 0)
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
 
@@ -55,7 +58,7 @@ class EventSink:
         if kind == "media":
             handle = int(event["handle_id"])
             subtype = event.get("subtype")
-            if subtype == 3:
+            if subtype == 3 and self.media_stats:
                 streams = body if isinstance(body, list) else [body]
                 samples = [stream_from_event(handle, stream) for stream in streams]
                 for sample in samples:
@@ -72,6 +75,8 @@ class EventSink:
                 self.peer_connections.up(handle, now)
             elif body.get("connection") == "hangup":
                 self.peer_connections.down(handle)
+        elif kind == "handle" and isinstance(body, Mapping) and body.get("name") == "attached":
+            self.ledger.announce(int(event["handle_id"]), now)
         elif kind == "handle" and isinstance(body, Mapping) and body.get("name") == "detached":
             handle = int(event["handle_id"])
             self.ledger.retire(handle)

@@ -1,9 +1,10 @@
 """The exporter's state: one Admin sweep per scrape under a deadline, plus what events delivered.
 
 ``Exporter.refresh`` runs before every exposition: it sweeps the node (``inventory.sweep``), feeds
-``handle_info`` media into the ledger when the Admin API is the media source, retires handles
-that went away, and reads the Janus process. A sweep that fails or misses its deadline leaves no
-inventory (the collectors then expose ``janus_up 0`` and no inventory gauges) and one log line.
+``handle_info`` media into the ledger when the Admin API is the media source (announcing handles
+created since the previous sweep, whose counters start at zero), retires handles that went away,
+and reads the Janus process. A sweep that fails or misses its deadline leaves no inventory (the
+collectors then expose ``janus_up 0`` and no inventory gauges) and one log line.
 """
 
 from __future__ import annotations
@@ -15,29 +16,36 @@ import time
 from janus_exporter.admin import ERROR_REASONS, AdminClient, classify
 from janus_exporter.config import Config
 from janus_exporter.events import EventSink
-from janus_exporter.inventory import Inventory, peer_connection_up, sweep
+from janus_exporter.inventory import Inventory, handle_age_seconds, peer_connection_up, sweep
 from janus_exporter.media import BadSample, MediaLedger, PeerConnections, streams_from_handle_info
 from janus_exporter.process import JanusProcess, ProcessSample
 
 log = logging.getLogger("janus_exporter")
 
-# Handles and PeerConnections with no event for this many stats periods are considered gone.
+# PeerConnections with no event for this many stats periods (and at least this long) are gone.
 SILENT_PERIODS = 3
 MIN_SILENT_SECONDS = 15.0
+# A handle's last counter values outlive a silence this long (a stalled Janus, events lost on the
+# way): heard again within it, it adds only what it gained; after it, its next sample is a baseline.
+FORGET_SILENT_SECONDS = 300.0
 
 
 class Exporter:
     """Everything the collectors read, refreshed once per scrape."""
 
     def __init__(self, config: Config, *, client: AdminClient | None = None,
-                 process: JanusProcess | None = None) -> None:
+                 process: JanusProcess | None = None, watching_since: float | None = None) -> None:
+        """``watching_since``: monotonic time from which handles are new to the exporter (default: now;
+        a replay of a captured run passes ``-math.inf``, as if the exporter had watched all along)."""
         self.config = config
         self.client = client or AdminClient(config.admin_url, config.admin_secret, concurrency=config.concurrency)
         self.process = process or JanusProcess(budget_cores=config.cpu_budget_cores, pidfile=config.pidfile,
                                                name=config.process_name)
         self.ledger = MediaLedger()
         self.peer_connections = PeerConnections()
-        self.events = EventSink(self.ledger, self.peer_connections)
+        # With media from the Admin API, stats events (should Janus send them) must not feed the same
+        # ledger: they lag the sweep, and a sweep value followed by an older event value reads as a reset.
+        self.events = EventSink(self.ledger, self.peer_connections, media_stats=not self.media_from_admin)
         self.lock = asyncio.Lock()
         self.up = False
         self.inventory: Inventory | None = None
@@ -47,13 +55,14 @@ class Exporter:
         self.process_sample: ProcessSample | None = None
         self.cpu_usage_percent: float | None = None
         self._last_problem: str | None = None
+        self._watching_since = time.monotonic() if watching_since is None else watching_since
 
     @property
     def media_from_admin(self) -> bool:
         return self.config.media_source == "admin"
 
     async def refresh(self) -> None:
-        started = time.perf_counter()
+        started, sweep_started = time.perf_counter(), time.monotonic()
         try:
             async with asyncio.timeout(self.config.deadline_seconds):
                 inventory = await sweep(self.client, handle_info=self.media_from_admin)
@@ -71,6 +80,7 @@ class Exporter:
                 self._last_problem = None
             self.up, self.inventory = True, inventory
             self.peer_connections_active = self._account_media(inventory)
+            self._watching_since = sweep_started
         reading = self.process.sample()
         if reading is None:
             self.process_sample, self.cpu_usage_percent = None, None
@@ -83,7 +93,13 @@ class Exporter:
         """Bring the ledger up to date with this sweep; return the PeerConnections up."""
         if self.media_from_admin:
             up = 0
+            # Created since the previous sweep started (which listed everything older): counting from zero.
+            # Measured now, after the replies, so that a handle is never taken for older than it is.
+            new_within = time.monotonic() - self._watching_since
             for handle, info in inventory.handle_infos.items():
+                age = handle_age_seconds(info)
+                if age is not None and age < new_within:
+                    self.ledger.announce(handle)
                 try:
                     for sample in streams_from_handle_info(handle, info):
                         self.ledger.record(sample)
@@ -93,9 +109,9 @@ class Exporter:
             self.ledger.retire_missing(inventory.handle_infos)
             return up
         if self.config.stats_period_seconds > 0:
-            horizon = time.monotonic() - max(SILENT_PERIODS * self.config.stats_period_seconds, MIN_SILENT_SECONDS)
-            self.ledger.retire_silent(horizon)
-            self.peer_connections.expire(horizon)
+            now, silent = time.monotonic(), SILENT_PERIODS * self.config.stats_period_seconds
+            self.ledger.retire_silent(now - max(silent, FORGET_SILENT_SECONDS))
+            self.peer_connections.expire(now - max(silent, MIN_SILENT_SECONDS))
         return len(self.peer_connections)
 
     async def close(self) -> None:

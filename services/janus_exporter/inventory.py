@@ -83,6 +83,14 @@ def peer_connection_up(info: Mapping[str, Any]) -> bool:
     return ice in UP_ICE_STATES and dtls == "connected" and not (info.get("flags") or {}).get("cleaning")
 
 
+def handle_age_seconds(info: Mapping[str, Any]) -> float | None:
+    """How long ago Janus created the handle, from its own clock (``current_time - created``, in µs)."""
+    created, now = info.get("created"), info.get("current_time")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (created, now)):
+        return None
+    return max(now - created, 0) / 1e6  # type: ignore[operator]
+
+
 async def sweep(client: AdminClient, *, handle_info: bool) -> Inventory:
     """Read one node's inventory; raises ``AdminError`` (or TimeoutError under the caller's deadline)."""
     started = time.perf_counter()

@@ -6,6 +6,13 @@ the delta to a node-wide total, treats a smaller value as a reset (the new value
 and keeps a retired handle's contribution in the total. Totals are keyed by a ``CounterKey``
 (metric name and label values) from fixed sets, so no label carries a handle or a room.
 
+A stream's first sample counts in full only when its handle was *announced*: known to have been
+created while the exporter watched (an ``attached`` event, or a ``handle_info`` younger than the
+previous sweep), so its counters started at zero. Any other first sample is a baseline and adds
+nothing: a handle that was there before the exporter started, or one forgotten after a long
+silence (a frozen Janus, lost events) and heard again, would otherwise add its whole history at
+once, a jump that ``rate()`` reads as a burst of traffic and NACKs that never happened.
+
 ``stream_from_event`` and ``stream_from_handle_info`` turn Janus's two shapes into the same
 ``StreamSample``; everything after that is shared.
 """
@@ -139,16 +146,34 @@ class MediaLedger:
     def __init__(self) -> None:
         self.totals: dict[CounterKey, float] = {}
         self.resets = 0
+        self.baselines = 0
         self.rtt = {media: Histogram(RTT_BUCKETS_SECONDS) for media in MEDIA_KINDS}
         self.slow_links: dict[tuple[str, str], int] = {}
         self._last: dict[tuple[int, int], dict[CounterKey, float]] = {}
-        self._seen: dict[int, float] = {}
+        self._announced: set[int] = set()
+        self._activity: dict[int, float] = {}  # handle -> when it was last announced or sampled
+
+    def announce(self, handle: int, now: float | None = None) -> None:
+        """``handle`` was created while the exporter watched: its first samples count from zero."""
+        self._announced.add(handle)
+        self._activity[handle] = time.monotonic() if now is None else now
 
     def record(self, sample: StreamSample, now: float | None = None) -> None:
         """Add what changed since this handle/stream was last seen."""
-        last = self._last.setdefault((sample.handle, sample.stream), {})
+        stream = (sample.handle, sample.stream)
+        if stream not in self._last and sample.handle not in self._announced:
+            self._last[stream] = dict(sample.counters)  # counting from an unknown past: the baseline
+            self.baselines += 1
+        else:
+            self.resets += self._add(self._last.setdefault(stream, {}), sample.counters)
+        if sample.rtt_seconds is not None:
+            self.rtt[sample.media].observe(sample.rtt_seconds)
+        self._activity[sample.handle] = time.monotonic() if now is None else now
+
+    def _add(self, last: dict[CounterKey, float], counters: Mapping[CounterKey, float]) -> bool:
+        """Add each counter's growth since ``last`` to the totals; True when one went back (a reset)."""
         reset = False
-        for key, value in sample.counters.items():
+        for key, value in counters.items():
             previous = last.get(key, 0.0)
             if value < previous:
                 reset = True
@@ -157,34 +182,33 @@ class MediaLedger:
                 delta = value - previous
             self.totals[key] = self.totals.get(key, 0.0) + delta
             last[key] = value
-        self.resets += reset
-        if sample.rtt_seconds is not None:
-            self.rtt[sample.media].observe(sample.rtt_seconds)
-        self._seen[sample.handle] = time.monotonic() if now is None else now
+        return reset
 
     def slow_link(self, direction: str, media: str) -> None:
         self.slow_links[(direction, media)] = self.slow_links.get((direction, media), 0) + 1
 
     def retire(self, handle: int) -> None:
         """Forget a handle's last values; its contribution stays in the totals."""
-        if self._seen.pop(handle, None) is not None:
+        if self._activity.pop(handle, None) is not None:
+            self._announced.discard(handle)
             for key in [k for k in self._last if k[0] == handle]:
                 del self._last[key]
 
     def retire_missing(self, present: Iterable[int]) -> None:
-        """Retire every tracked handle that is not in ``present``."""
+        """Retire every known handle that is not in ``present``."""
         keep = set(present)
-        for handle in [h for h in self._seen if h not in keep]:
+        for handle in [h for h in self._activity if h not in keep]:
             self.retire(handle)
 
     def retire_silent(self, older_than: float) -> None:
-        """Retire handles last seen before ``older_than`` (monotonic seconds)."""
-        for handle in [h for h, seen in self._seen.items() if seen < older_than]:
+        """Retire handles neither announced nor sampled since ``older_than`` (monotonic seconds)."""
+        for handle in [h for h, seen in self._activity.items() if seen < older_than]:
             self.retire(handle)
 
     @property
     def tracked_handles(self) -> int:
-        return len(self._seen)
+        """Handles whose last counter values are kept."""
+        return len({handle for handle, _ in self._last})
 
 
 class PeerConnections:

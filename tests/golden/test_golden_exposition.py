@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -56,6 +57,7 @@ async def exposition(media_source: str, tmp_path: Path) -> str:
                                    "JANUS_EXPORTER_CPU_BUDGET_CORES": "1"})
     proc, pidfile = fake_proc(tmp_path)
     exporter = Exporter(config, client=ReplayClient(json.loads((RUN / "admin.json").read_text())),  # type: ignore[arg-type]
+                        watching_since=-math.inf,  # as if it had watched the whole captured run
                         process=JanusProcess(budget_cores=1, pidfile=str(pidfile), proc=proc))
     if media_source == "events":
         for post in json.loads((RUN / "events.json").read_text()):

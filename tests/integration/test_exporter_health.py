@@ -37,6 +37,7 @@ async def test_killed_janus_reads_janus_up_0_at_the_next_scrape_and_1_after_a_re
     exporter.node.process.send_signal(signal.SIGKILL)
     exporter.node.process.wait(5)
     samples, took = await timed_scrape(exporter.metrics_url)
+    print(f"\nJanus killed: the next scrape answered janus_up {value(samples, 'janus_up'):g} in {took:.3f} s")
     assert value(samples, "janus_up") == 0
     assert took < 2.5, f"scrape took {took:.2f} s with Janus dead"
     assert value(samples, "janus_exporter_scrape_errors_total", reason="connection") == 1
@@ -45,7 +46,8 @@ async def test_killed_janus_reads_janus_up_0_at_the_next_scrape_and_1_after_a_re
     assert "janus_up=0 (connection)" in exporter.log_path.read_text()
 
     exporter.node.start_and_wait()
-    samples, _ = await timed_scrape(exporter.metrics_url)
+    samples, took = await timed_scrape(exporter.metrics_url)
+    print(f"Janus restarted: the next scrape answered janus_up {value(samples, 'janus_up'):g} in {took:.3f} s")
     assert value(samples, "janus_up") == 1
     assert value(samples, "sfu_process_threads") > 1, "the restarted Janus is found through its pid file"
 
@@ -55,6 +57,7 @@ async def test_hung_janus_reads_janus_up_0_within_the_deadline_and_recovers(moni
     os.kill(exporter.node.pid, signal.SIGSTOP)
     try:
         samples, took = await timed_scrape(exporter.metrics_url)
+        print(f"\nJanus stopped: the scrape answered janus_up {value(samples, 'janus_up'):g} in {took:.3f} s")
         assert value(samples, "janus_up") == 0
         assert 1.4 < took < 2.5, f"scrape took {took:.2f} s against a 1.5 s deadline"
         assert value(samples, "janus_exporter_scrape_errors_total", reason="timeout") == 1

@@ -32,30 +32,61 @@ def nacks(handle: int, value: float, stream: int = 1) -> StreamSample:
     return StreamSample(handle, stream, "video", {NACKS_IN_VIDEO: value}, None)
 
 
-def test_the_ledger_adds_deltas_per_handle_and_stream():
+def announced(*handles: int) -> MediaLedger:
+    """A ledger that saw ``handles`` created (their counters start at zero)."""
     ledger = MediaLedger()
+    for handle in handles:
+        ledger.announce(handle, now=0)
+    return ledger
+
+
+def test_the_ledger_adds_deltas_per_handle_and_stream():
+    ledger = announced(1, 2)
     for sample in (nacks(1, 5), nacks(1, 8), nacks(2, 3), nacks(1, 2, stream=0), nacks(2, 3)):
         ledger.record(sample)
     assert ledger.totals[NACKS_IN_VIDEO] == 8 + 3 + 2
 
 
 def test_a_counter_that_goes_back_is_a_reset_and_the_total_still_grows():
-    ledger = MediaLedger()
+    ledger = announced(1)
     for sample in (nacks(1, 10), nacks(1, 4), nacks(1, 6)):
         ledger.record(sample)
     assert ledger.totals[NACKS_IN_VIDEO] == 10 + 4 + 2
     assert ledger.resets == 1
 
 
+def test_the_first_sample_of_a_handle_never_announced_is_its_baseline_not_its_history():
+    ledger = announced(2)
+    ledger.record(nacks(1, 5000))  # a call older than the exporter: 5000 NACKs happened before we watched
+    ledger.record(nacks(2, 7))  # a handle created while we watched counts from zero
+    assert ledger.totals[NACKS_IN_VIDEO] == 7
+    ledger.record(nacks(1, 5004))
+    ledger.record(nacks(1, 2, stream=0))  # a stream of an unannounced handle: its baseline too
+    assert ledger.totals[NACKS_IN_VIDEO] == 7 + 4
+    assert ledger.baselines == 2
+    assert ledger.tracked_handles == 2
+
+
 def test_a_retired_handle_keeps_its_contribution_and_is_no_longer_tracked():
-    ledger = MediaLedger()
+    ledger = announced(1, 2)
     ledger.record(nacks(1, 10), now=0)
     ledger.record(nacks(2, 1), now=50)
     ledger.retire_silent(older_than=20)
     assert ledger.tracked_handles == 1
     assert ledger.totals[NACKS_IN_VIDEO] == 11
-    ledger.record(nacks(1, 12), now=60)  # the same id again counts from zero, not from 10
-    assert ledger.totals[NACKS_IN_VIDEO] == 23
+    # Heard again after it was forgotten (Janus stalled, events were lost): a baseline, so the
+    # 10 NACKs already counted are not added a second time.
+    ledger.record(nacks(1, 12), now=60)
+    assert ledger.totals[NACKS_IN_VIDEO] == 11
+    ledger.record(nacks(1, 15), now=65)
+    assert ledger.totals[NACKS_IN_VIDEO] == 14
+
+
+def test_an_announced_handle_without_media_is_forgotten_after_the_silence_too():
+    ledger = announced(1)
+    ledger.retire_silent(older_than=20)
+    ledger.record(nacks(1, 9), now=30)
+    assert ledger.totals.get(NACKS_IN_VIDEO, 0) == 0
 
 
 def test_a_stats_event_names_its_stream_media_and_counters():
@@ -81,10 +112,14 @@ def test_a_stats_event_with_impossible_values_is_refused(bad):
         stream_from_event(1, bad)
 
 
+def attached(handle: int) -> dict:
+    return {"type": 2, "handle_id": handle, "event": {"name": "attached", "plugin": "janus.plugin.videoroom"}}
+
+
 def test_the_combined_array_shape_and_the_single_shape_both_count():
     sink = EventSink(ledger := MediaLedger(), pcs := PeerConnections())
-    combined = load("events-media-3-combined.json")
-    assert sink.accept([combined, load("events-media-stats-video.json")]) == 2
+    combined, single = load("events-media-3-combined.json"), load("events-media-stats-video.json")
+    assert sink.accept([attached(combined["handle_id"]), attached(single["handle_id"]), combined, single]) == 4
     assert ledger.totals[("sfu_bytes_total", ("received", "audio"))] == 3558860
     assert ledger.totals[("sfu_bytes_total", ("received", "video"))] == 1308683
     assert ledger.totals[BYTES_SENT_VIDEO] == 4420988
@@ -105,8 +140,9 @@ def test_slow_link_hangup_and_detach_events_are_applied():
 def test_garbage_events_are_counted_as_malformed_and_do_not_stop_the_rest():
     sink = EventSink(ledger := MediaLedger(), PeerConnections())
     good = load("events-media-stats-video.json")
-    understood = sink.accept(["text", {"type": 32, "subtype": 3, "event": {"media": "video"}}, None, good])
-    assert understood == 1
+    no_counter = {"type": 32, "subtype": 3, "event": {"media": "video"}}
+    understood = sink.accept([attached(good["handle_id"]), "text", no_counter, None, good])
+    assert understood == 2
     assert sink.rejected["malformed"] == 3
     assert ledger.totals[BYTES_SENT_VIDEO] == 4420988
 
