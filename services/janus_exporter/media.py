@@ -2,9 +2,10 @@
 
 Janus reports cumulative counters per handle and stream (in type-32 stats events or in
 ``handle_info``). ``MediaLedger`` keeps the last value seen for each handle/stream/counter, adds
-the delta to a node-wide total, treats a smaller value as a reset (the new value is the delta),
-and keeps a retired handle's contribution in the total. Totals are keyed by a ``CounterKey``
-(metric name and label values) from fixed sets, so no label carries a handle or a room.
+the delta to a node-wide total, treats a smaller value as a reset (the new value is the delta;
+cumulative loss, which RTCP lets go down, keeps its high-water mark instead), and keeps a retired
+handle's contribution in the total. Totals are keyed by a ``CounterKey`` (metric name and label
+values) from fixed sets, so no label carries a handle or a room.
 
 A stream's first sample counts in full only when its handle was *announced*: known to have been
 created while the exporter watched (an ``attached`` event, or a ``handle_info`` younger than the
@@ -37,6 +38,10 @@ COUNTER_LABELS: dict[str, tuple[str, ...]] = {
     "sfu_bytes_total": ("direction", "media"),
     "sfu_packets_lost_total": ("origin", "media"),
 }
+
+# Cumulative loss from RTCP may go down (RFC 3550 6.4.1: duplicates and retransmissions that arrive
+# count as received), which is not a reset: these counters keep their high-water mark.
+HIGH_WATER_METRICS = frozenset({"sfu_packets_lost_total"})
 
 # (metric, fixed label values before media) <- field of a stats event / path in handle_info media entry.
 _FIELDS: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...]], ...] = (
@@ -175,11 +180,13 @@ class MediaLedger:
         reset = False
         for key, value in counters.items():
             previous = last.get(key, 0.0)
-            if value < previous:
+            if value >= previous:
+                delta = value - previous
+            elif key[0] in HIGH_WATER_METRICS:
+                continue  # below its high-water mark: nothing new lost
+            else:
                 reset = True
                 delta = value
-            else:
-                delta = value - previous
             self.totals[key] = self.totals.get(key, 0.0) + delta
             last[key] = value
         return reset

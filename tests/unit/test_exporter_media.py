@@ -55,6 +55,15 @@ def test_a_counter_that_goes_back_is_a_reset_and_the_total_still_grows():
     assert ledger.resets == 1
 
 
+def test_cumulative_loss_that_goes_down_is_not_a_reset_and_counts_from_its_high_water_mark():
+    ledger = announced(1)
+    lost = ("sfu_packets_lost_total", ("remote", "video"))
+    for value in (40, 38, 39, 41):  # RTCP's cumulative loss falls when late packets arrive
+        ledger.record(StreamSample(1, 1, "video", {lost: value}, None))
+    assert ledger.totals[lost] == 41
+    assert ledger.resets == 0
+
+
 def test_the_first_sample_of_a_handle_never_announced_is_its_baseline_not_its_history():
     ledger = announced(2)
     ledger.record(nacks(1, 5000))  # a call older than the exporter: 5000 NACKs happened before we watched
