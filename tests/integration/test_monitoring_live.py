@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,10 @@ async def test_prometheus_scrapes_every_target_runs_every_dashboard_query_and_ja
         except TimeoutError as exc:
             raise AssertionError(f"queries without data: {missing}") from exc
 
+        print(f"\n{len(targets)} targets up; {len(queries)} panel queries and {len(variable_queries())} variable"
+              " queries answer with data")
         exporter.node.signal(signal.SIGKILL)
+        killed = time.monotonic()
 
         async def janus_down_delivered() -> bool:
             notifications = await asyncio.to_thread(sink.notifications)
@@ -124,6 +128,7 @@ async def test_prometheus_scrapes_every_target_runs_every_dashboard_query_and_ja
 
         await wait_until_async(janus_down_delivered, timeout=60, interval=1,
                                what="JanusDown for sfu-node-01 reaches the sink through Alertmanager")
+        print(f"JanusDown reached the sink {time.monotonic() - killed:.1f} s after Janus was killed")
     finally:
         await pub_pc.close()
         await sub_pc.close()
