@@ -154,7 +154,7 @@ class MediaLedger:
         self.baselines = 0
         self.rtt = {media: Histogram(RTT_BUCKETS_SECONDS) for media in MEDIA_KINDS}
         self.slow_links: dict[tuple[str, str], int] = {}
-        self._last: dict[tuple[int, int], dict[CounterKey, float]] = {}
+        self._last: dict[int, dict[int, dict[CounterKey, float]]] = {}  # handle -> stream -> counter -> value
         self._announced: set[int] = set()
         self._activity: dict[int, float] = {}  # handle -> when it was last announced or sampled
 
@@ -165,12 +165,12 @@ class MediaLedger:
 
     def record(self, sample: StreamSample, now: float | None = None) -> None:
         """Add what changed since this handle/stream was last seen."""
-        stream = (sample.handle, sample.stream)
-        if stream not in self._last and sample.handle not in self._announced:
-            self._last[stream] = dict(sample.counters)  # counting from an unknown past: the baseline
+        streams = self._last.setdefault(sample.handle, {})
+        if sample.stream not in streams and sample.handle not in self._announced:
+            streams[sample.stream] = dict(sample.counters)  # counting from an unknown past: the baseline
             self.baselines += 1
         else:
-            self.resets += self._add(self._last.setdefault(stream, {}), sample.counters)
+            self.resets += self._add(streams.setdefault(sample.stream, {}), sample.counters)
         if sample.rtt_seconds is not None:
             self.rtt[sample.media].observe(sample.rtt_seconds)
         self._activity[sample.handle] = time.monotonic() if now is None else now
@@ -196,10 +196,9 @@ class MediaLedger:
 
     def retire(self, handle: int) -> None:
         """Forget a handle's last values; its contribution stays in the totals."""
-        if self._activity.pop(handle, None) is not None:
-            self._announced.discard(handle)
-            for key in [k for k in self._last if k[0] == handle]:
-                del self._last[key]
+        self._activity.pop(handle, None)
+        self._announced.discard(handle)
+        self._last.pop(handle, None)
 
     def retire_missing(self, present: Iterable[int]) -> None:
         """Retire every known handle that is not in ``present``."""
@@ -215,7 +214,7 @@ class MediaLedger:
     @property
     def tracked_handles(self) -> int:
         """Handles whose last counter values are kept."""
-        return len({handle for handle, _ in self._last})
+        return len(self._last)
 
 
 class PeerConnections:
