@@ -176,18 +176,17 @@ class MediaLedger:
         self._activity[sample.handle] = time.monotonic() if now is None else now
 
     def _add(self, last: dict[CounterKey, float], counters: Mapping[CounterKey, float]) -> bool:
-        """Add each counter's growth since ``last`` to the totals; True when one went back (a reset)."""
-        reset = False
+        """Add each counter's growth since ``last`` to the totals; True when the stream reset.
+
+        A stream resets when one of its counters other than cumulative loss goes back: then every
+        counter of it, loss included, counts from zero again.
+        """
+        reset = any(value < last.get(key, 0.0) for key, value in counters.items() if key[0] not in HIGH_WATER_METRICS)
         for key, value in counters.items():
-            previous = last.get(key, 0.0)
-            if value >= previous:
-                delta = value - previous
-            elif key[0] in HIGH_WATER_METRICS:
-                continue  # below its high-water mark: nothing new lost
-            else:
-                reset = True
-                delta = value
-            self.totals[key] = self.totals.get(key, 0.0) + delta
+            previous = 0.0 if reset else last.get(key, 0.0)
+            if value < previous:
+                continue  # cumulative loss below its high-water mark: nothing new lost
+            self.totals[key] = self.totals.get(key, 0.0) + value - previous
             last[key] = value
         return reset
 

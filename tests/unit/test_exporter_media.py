@@ -64,6 +64,15 @@ def test_cumulative_loss_that_goes_down_is_not_a_reset_and_counts_from_its_high_
     assert ledger.resets == 0
 
 
+def test_a_stream_whose_counters_restart_counts_its_loss_from_zero_too():
+    ledger = announced(1)
+    lost = ("sfu_packets_lost_total", ("remote", "video"))
+    ledger.record(StreamSample(1, 1, "video", {NACKS_IN_VIDEO: 100, lost: 40}, None))
+    ledger.record(StreamSample(1, 1, "video", {NACKS_IN_VIDEO: 3, lost: 2}, None))  # Janus counts this stream anew
+    assert (ledger.totals[NACKS_IN_VIDEO], ledger.totals[lost]) == (100 + 3, 40 + 2)
+    assert ledger.resets == 1
+
+
 def test_the_first_sample_of_a_handle_never_announced_is_its_baseline_not_its_history():
     ledger = announced(2)
     ledger.record(nacks(1, 5000))  # a call older than the exporter: 5000 NACKs happened before we watched
