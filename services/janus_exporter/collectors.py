@@ -135,7 +135,7 @@ class MediaCollector:
                                   "Streams whose first sample was their baseline (not known to have started at zero)",
                                   value=ledger.baselines)
         yield CounterMetricFamily("janus_exporter_media_resets",
-                                  "Stream samples with a counter below its last value (read as a reset)",
+                                  "Stream samples that restarted counting (a counter other than loss went back)",
                                   value=ledger.resets)
 
 
