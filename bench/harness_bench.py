@@ -22,10 +22,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from lab.peers import bind_ice_to
 from lab.stack import Stack, free_port
 from loadtest.bots.fleet import Fleet
 from loadtest.bots.metrics import BotMetrics
+from loadtest.bots.peers import bind_ice_to
 from signaling.tokens import mint
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import start_http_server
 
 from lab import topology
-from lab.peers import PacketLoss, bind_ice_to
 from loadtest.bots.fleet import Fleet, VideoSettings
 from loadtest.bots.media import set_video_bitrate, skip_video_decoding
 from loadtest.bots.metrics import BotMetrics
+from loadtest.bots.peers import PacketLoss, bind_ice_to
 from signaling.tokens import mint
 
 

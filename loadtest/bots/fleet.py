@@ -16,9 +16,9 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from lab.peers import PacketLoss, SyntheticVideo, drop_incoming_rtp, new_peer_connection, publish, wait_ice
 from loadtest.bots.media import ToneAudio, count_frames_into, drain
 from loadtest.bots.metrics import BotMetrics
+from loadtest.bots.peers import PacketLoss, SyntheticVideo, drop_incoming_rtp, new_peer_connection, publish, wait_ice
 from signaling.client import SignalingClient
 
 TokenFor = Callable[[str, str], str]  # (room, user) -> JWT

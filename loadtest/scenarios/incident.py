@@ -41,8 +41,8 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from lab.peers import PacketLoss
 from loadtest.bots.fleet import Bot, VideoSettings
+from loadtest.bots.peers import PacketLoss
 from loadtest.scenarios.base import Run, ScenarioFailed
 
 HOT_NODE = "sfu-node-04"

@@ -19,8 +19,8 @@ import time
 
 import jwt
 
-from lab.peers import SyntheticVideo
 from loadtest.bots.media import ToneAudio
+from loadtest.bots.peers import SyntheticVideo
 from loadtest.scenarios.base import Run, ScenarioFailed
 from signaling.client import SignalingClient
 

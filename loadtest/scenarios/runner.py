@@ -17,8 +17,8 @@ from pathlib import Path
 
 from lab import topology
 from lab.native import NativeStack, load_secrets
-from lab.peers import bind_ice_to
 from loadtest.bots.media import skip_video_decoding
+from loadtest.bots.peers import bind_ice_to
 from loadtest.scenarios import Scenario, scenarios
 from loadtest.scenarios.base import Endpoints, Run, ScenarioFailed
 

@@ -103,7 +103,7 @@ def down(args: argparse.Namespace) -> int:
 
 
 async def _media(stack: NativeStack, seconds: float, subscribers: int) -> int:
-    from lab.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
+    from loadtest.bots.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
     from signaling.client import SignalingClient
     from signaling.tokens import mint
 

@@ -27,8 +27,8 @@ from janus_exporter.admin import AdminClient  # noqa: E402
 from janus_exporter.inventory import sweep  # noqa: E402
 from lab.components import JanusNode, events_env  # noqa: E402
 from lab.netns import NetNamespace  # noqa: E402
-from lab.peers import PacketLoss, SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe  # noqa: E402
 from lab.stack import free_port  # noqa: E402
+from loadtest.bots.peers import PacketLoss, SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe  # noqa: E402
 from signaling.client import SignalingClient  # noqa: E402
 from signaling.server import SignalingServer  # noqa: E402
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lab.components import JanusExporter, JanusNode
-from lab.peers import (
+from lab.readiness import wait_until_async
+from loadtest.bots.peers import (
     PacketLoss,
     SyntheticVideo,
     bind_ice_to,
@@ -20,7 +21,6 @@ from lab.peers import (
     rtp_bytes,
     subscribe,
 )
-from lab.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import join_many, leave_all, sample, scrape_samples, token, value, ws_url
