@@ -123,6 +123,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_burst", _positive_int, "100", "client messages a connection may send in a burst"),
     Setting("max_participants", _positive_int, "1000", "participants per room"),
     Setting("send_queue", _positive_int, "512", "frames queued for a client before it counts as too slow"),
+    Setting("max_connections", _positive_int, "10000",
+            "client WebSockets open at once; more are refused at the handshake with HTTP 503"),
+    Setting("max_connections_per_address", _positive_int, "2000",
+            "client WebSockets open at once from one source address (IPv6: one /64); more get HTTP 429"),
+    Setting("join_timeout", _positive_float, "10",
+            "seconds a new connection has to join, from the handshake or its last refused join; then closed 4408"),
+    Setting("join_failure_limit", _positive_int, "600",
+            "refused joins one source address may make per join_failure_window before it is throttled"),
+    Setting("join_failure_window", _positive_float, "60", "seconds over which join_failure_limit counts"),
+    Setting("join_throttle", _positive_float, "60",
+            "seconds every join from a throttled address is refused (unauthorized, reason throttled)"),
     Setting("janus_timeout", _positive_float, "5", "seconds to wait for a Janus reply"),
     Setting("health_period", _positive_float, "2", "seconds between Janus health pings"),
     Setting("keepalive_interval", _positive_float, "25", "seconds between Janus session keepalives"),
@@ -148,6 +159,12 @@ class Config:
     rate_burst: int
     max_participants: int
     send_queue: int
+    max_connections: int
+    max_connections_per_address: int
+    join_timeout: float
+    join_failure_limit: int
+    join_failure_window: float
+    join_throttle: float
     janus_timeout: float
     health_period: float
     keepalive_interval: float

@@ -3,7 +3,9 @@
 Nothing a client sends can take the process or another room down: every message is checked by
 ``protocol.parse``, every failure becomes an error frame plus a metric, outgoing frames go
 through a bounded queue (a client that stops reading is closed with 1008 instead of growing
-memory), and the participant is removed from its room however the connection ends.
+memory), and the participant is removed from its room however the connection ends. A connection
+that has not joined within ``join_timeout`` of its handshake or of its last refused join is closed
+with 4408; joins from a source with too many refused joins are refused as ``throttled``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from websockets.frames import CloseCode
 
 from signaling import protocol
 from signaling.janus import JanusError, JanusTimeout, JanusUnavailable
+from signaling.limits import JOIN_TIMEOUT, JOIN_TIMEOUT_CLOSE_CODE, source_key
 from signaling.placement import NoNodeAvailable
 from signaling.protocol import ProtocolError
 from signaling.rooms import Participant
@@ -62,6 +65,11 @@ class ClientConnection:
         self._closing = False
         self._last_rate_error = 0.0
         self._writer_task: asyncio.Task[None] | None = None
+        self.source = source_key(str(ws.remote_address[0]))
+        self._joined_once = False
+        self._joining = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._handlers = {
             "join": self._join, "publish": self._publish, "subscribe": self._subscribe, "answer": self._answer,
             "candidate": self._candidate, "ice_state": self._ice_state, "leave": self._leave, "ping": self._ping,
@@ -83,7 +91,28 @@ class ClientConnection:
         self._closing = True
         self.metrics.protocol_errors.labels("slow_consumer").inc()
         log.warning("closing a client that does not read (send queue of %d full)", self.queue.maxsize)
-        asyncio.get_running_loop().create_task(self._close_slow())
+        self._spawn(self._close_slow())
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- join deadline ----------------------------------------------------------------------
+    def _arm_deadline(self) -> None:
+        """(Re)start the time this connection has to join: at the handshake and after a refused join."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = asyncio.get_running_loop().call_later(self.server.config.join_timeout, self._join_timed_out)
+
+    def _join_timed_out(self) -> None:
+        self._deadline = None
+        if self._joined_once or self._joining or self._closing:
+            return  # a join under way re-arms the deadline if it fails
+        self._closing = True
+        self.metrics.protocol_errors.labels(JOIN_TIMEOUT).inc()
+        self._spawn(self.ws.close(JOIN_TIMEOUT_CLOSE_CODE, f"{JOIN_TIMEOUT}: no successful join within "
+                                  f"{self.server.config.join_timeout:g} s"))
 
     async def _close_slow(self) -> None:
         # The writer is stuck waiting for the socket to drain: stop it so the close frame can go out,
@@ -108,6 +137,7 @@ class ClientConnection:
     async def run(self) -> None:
         self.metrics.websockets_active.inc()
         writer = self._writer_task = asyncio.create_task(self._writer())
+        self._arm_deadline()
         try:
             async for frame in self.ws:
                 await self._on_frame(frame)
@@ -117,6 +147,8 @@ class ClientConnection:
         finally:
             self._closing = True
             writer.cancel()
+            if self._deadline is not None:
+                self._deadline.cancel()
             self.metrics.websockets_active.dec()
             if self.participant is not None:
                 participant, self.participant = self.participant, None
@@ -145,6 +177,8 @@ class ClientConnection:
             await self._handlers[msg_type](message, ref)
         except TokenRejected as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
+            if exc.reason != "throttled":
+                self.server.join_throttle.refused(self.source)
             self._error("unauthorized", str(exc), ref, reason=exc.reason)
         except (ProtocolError, NoNodeAvailable, JanusUnavailable, JanusError) as exc:
             reason, text = _refusal(exc)
@@ -168,15 +202,30 @@ class ClientConnection:
         if self.participant is not None and self.participant.room is not None:
             raise ProtocolError("already_joined", "this connection has joined a room already; leave first")
         started = time.monotonic()
-        grant = verify(self.server.config.token_key, message.get("token"), room=message["room"])
-        participant = Participant(user=grant.user, role=message["role"],
-                                  display=message.get("display", grant.user)[:64], outbox=self.send)
-        self.participant = participant
+        wait = self.server.join_throttle.retry_after(self.source)
+        if wait > 0:
+            raise TokenRejected("throttled", f"too many refused joins from your address: retry in {wait:.0f} s")
+        self._joining = True
         try:
-            publishers = await self.server.hub.join(participant, message["room"])
+            grant = verify(self.server.config.token_key, message.get("token"), room=message["room"])
+            participant = Participant(user=grant.user, role=message["role"],
+                                      display=message.get("display", grant.user)[:64], outbox=self.send)
+            self.participant = participant
+            try:
+                publishers = await self.server.hub.join(participant, message["room"])
+            except BaseException:
+                self.participant = None
+                raise
         except BaseException:
-            self.participant = None
+            if not self._joined_once and not self._closing:
+                self._arm_deadline()
             raise
+        finally:
+            self._joining = False
+        self._joined_once = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self.metrics.join_duration.observe(time.monotonic() - started)
         self._reply({"type": "joined", "room": message["room"], "participant": participant.id,
                      "feed": participant.feed_id, "role": participant.role, "publishers": publishers}, ref)

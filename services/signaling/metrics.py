@@ -6,15 +6,20 @@ configured node list, policies from ``config.POLICIES``. Nothing per user, room 
 
 ``SignalingMetrics(registry=..., enabled=False)`` keeps the same interface with no-op metrics;
 the overhead benchmark compares both.
+
+No ``_created`` series: no panel or rule reads them, and prometheus_client would add one to
+every counter and histogram child (``disable_created_metrics`` is process-wide).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from signaling.limits import REFUSALS
 
 ICE_NEGOTIATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HTTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -61,6 +66,7 @@ class SignalingMetrics:
                          "janus_node_up"):
                 setattr(self, name, noop)
             return
+        disable_created_metrics()
         r = registry
         self.websockets_active = Gauge("signaling_websockets_active", "Open client WebSocket connections.",
                                        ["region"], registry=r).labels(region)
@@ -91,6 +97,9 @@ class SignalingMetrics:
         self.protocol_errors = Counter("signaling_protocol_errors_total",
                                        "Client messages or connections refused, by reason.",
                                        ["reason"], registry=r)
+        for reason in REFUSALS:  # at 0 from the start, so the first refusals show in rate()
+            self.protocol_errors.labels(reason)
+        self.auth_failures.labels("throttled")
         self.janus_node_up = Gauge("signaling_janus_node_up",
                                    "1 when the node's Janus answers health pings and may take rooms.",
                                    ["node"], registry=r)

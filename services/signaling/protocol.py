@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from signaling.limits import REFUSALS
+
 ROOM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 # field -> (accepted python types, required)
@@ -36,7 +38,7 @@ PROTOCOL_ERROR_REASONS = (
     "invalid_json", "not_object", "unknown_type", "missing_field", "invalid_field", "message_too_big",
     "binary_frame", "rate_limited", "slow_consumer", "not_joined", "already_joined", "not_publisher",
     "no_such_feed", "room_full", "sfu_unavailable", "sfu_timeout", "sfu_error", "internal",
-)
+) + REFUSALS  # connections refused at the handshake (HTTP 503 / 429) or closed unjoined (4408)
 
 
 class ProtocolError(Exception):

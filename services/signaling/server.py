@@ -1,7 +1,8 @@
 """The signaling process: WebSocket endpoint, health and metrics, admin API, Janus nodes.
 
 Port ``config.port`` serves ``/ws/signaling`` plus ``GET /healthz``, ``/readyz`` and ``/metrics``
-(answered in ``process_request`` before any upgrade). Port ``config.admin_port`` serves the admin
+(answered in ``process_request`` before any upgrade, where the connection caps also refuse
+upgrades with 429 or 503; see ``limits``). Port ``config.admin_port`` serves the admin
 API (aiohttp, because WebSocket servers only accept GET): the placement policy and draining,
 behind its own bearer token.
 """
@@ -13,6 +14,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -26,6 +28,7 @@ from signaling.config import Config
 from signaling.connection import ClientConnection
 from signaling.exporter_handles import HandlesPoller
 from signaling.janus import JanusNode
+from signaling.limits import ADDRESS_FULL, ConnectionCaps, JoinThrottle, fit_descriptor_limit, source_key
 from signaling.metrics import SignalingMetrics
 from signaling.placement import Placement
 from signaling.rooms import Hub
@@ -33,12 +36,34 @@ from signaling.rooms import Hub
 log = logging.getLogger(__name__)
 WS_PATH = "/ws/signaling"
 LAG_PROBE_SECONDS = 0.5
+HANDSHAKE_TIMEOUT = 10  # seconds from TCP accept to a complete upgrade request (websockets' open_timeout)
+RETRY_AFTER_SECONDS = 5
 
 
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+def _response(status: HTTPStatus, body: bytes, content_type: str, *extra: tuple[str, str]) -> Response:
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Connection", "close")])
+                       ("Connection", "close"), *extra])
     return Response(status.value, status.phrase, headers, body)
+
+
+class _Connection(ServerConnection):
+    """A server connection that calls back once its TCP connection is gone (to release its cap slot)."""
+
+    _lost = False
+    _on_lost: Callable[[], None] | None = None
+
+    def when_lost(self, callback: Callable[[], None]) -> None:
+        if self._lost:
+            callback()
+        else:
+            self._on_lost = callback
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._lost = True
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback()
 
 
 class SignalingServer:
@@ -56,6 +81,9 @@ class SignalingServer:
                 name, url, self.metrics, request_timeout=config.janus_timeout,
                 health_period=config.health_period, keepalive_interval=config.keepalive_interval,
                 on_sessions_lost=self.hub.sessions_lost)
+        self.caps = ConnectionCaps(config.max_connections, config.max_connections_per_address)
+        self.join_throttle = JoinThrottle(config.join_failure_limit, config.join_failure_window,
+                                          config.join_throttle)
         self._ws_server: Server | None = None
         self._admin_runner: web.AppRunner | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -68,8 +96,10 @@ class SignalingServer:
             node.start()
         self.handles_poller.start()
         self._lag_task = asyncio.get_running_loop().create_task(self._measure_lag(), name="loop-lag")
+        self.caps.total = fit_descriptor_limit(self.config.max_connections)
         self._ws_server = await serve(
             self._handle, self.config.host, self.config.port, process_request=self._process_request,
+            create_connection=_Connection, open_timeout=HANDSHAKE_TIMEOUT,
             max_size=self.config.max_message_bytes, max_queue=16, compression=None, close_timeout=2,
             ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
@@ -107,7 +137,7 @@ class SignalingServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            return None
+            return self._admit(connection)
         started = time.perf_counter()
         if path == "/healthz":
             response = _response(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
@@ -124,6 +154,23 @@ class SignalingServer:
         endpoint = path if path in ("/healthz", "/readyz", "/metrics") else "other"
         self.metrics.http_duration.labels("GET", endpoint).observe(time.perf_counter() - started)
         return response
+
+    def _admit(self, connection: ServerConnection) -> Response | None:
+        """Take a cap slot for an upgrade until its TCP connection is gone, or refuse it (429 / 503)."""
+        source = source_key(str(connection.remote_address[0]))
+        refused = self.caps.admit(source)
+        if refused is None:
+            assert isinstance(connection, _Connection)
+            connection.when_lost(lambda: self.caps.release(source))
+            return None
+        self.metrics.protocol_errors.labels(refused).inc()
+        if refused == ADDRESS_FULL:
+            status, text = HTTPStatus.TOO_MANY_REQUESTS, (
+                f"address_full: {self.caps.per_source} connections from your address are open\n")
+        else:
+            status, text = HTTPStatus.SERVICE_UNAVAILABLE, f"server_full: {self.caps.total} connections are open\n"
+        return _response(status, text.encode(), "text/plain; charset=utf-8",
+                         ("Retry-After", str(RETRY_AFTER_SECONDS)))
 
     async def _handle(self, ws: ServerConnection) -> None:
         await ClientConnection(self, ws).run()

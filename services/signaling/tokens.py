@@ -1,7 +1,8 @@
 """Participant tokens: HS256 JWTs bound to one room, with an expiry.
 
 ``verify`` names why a token is refused with one of ``FAILURE_REASONS`` (the values of the
-``reason`` label of ``signaling_auth_failures_total``). ``main`` is the ``signaling-token``
+``reason`` label of ``signaling_auth_failures_total``; ``throttled`` is the connection's refusal
+of any join from a source with too many refused ones, see ``limits.JoinThrottle``). ``main`` is the ``signaling-token``
 command that mints tokens for the load harness and the labs; the key comes from
 ``SIGNALING_TOKEN_KEY`` and has no default.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import jwt
 
 ALGORITHM = "HS256"
-FAILURE_REASONS = ("missing", "malformed", "expired", "bad_signature", "wrong_room")
+FAILURE_REASONS = ("missing", "malformed", "expired", "bad_signature", "wrong_room", "throttled")
 
 
 class TokenRejected(Exception):
