@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -116,21 +115,3 @@ def test_the_metric_name_reader_skips_functions_labels_keywords_and_durations():
     expr = ('histogram_quantile(0.95, sum by (le) (rate(a_seconds_bucket{job="x", le!="1"}[5m] offset 10m)))'
             ' > 3 * on (instance) group_left b unless c:d:e or vector(0) and label_replace(f, "g", "h", "", "")')
     assert metric_names(expr) == {"a_seconds_bucket", "b", "c:d:e", "f"}
-
-
-def test_the_articles_nack_storm_expression_is_compared_with_ours_in_its_own_test_file():
-    document = yaml.safe_load((TESTS_DIR / "sfu_nack_storm_article_test.yml").read_text())
-    assert "article/sfu_nack_storm_article.yml" in document["rule_files"]
-    assert not list(RULES_DIR.glob("*article*")), "the article's rule is never a rule of the stack"
-    names = [group["name"] for group in document["tests"]]
-    assert any("young stack" in n for n in names) and any("zero baseline" in n for n in names)
-    for group in document["tests"]:
-        alertnames = {case["alertname"] for case in group["alert_rule_test"]}
-        assert alertnames == {"SFUNackStorm", "ArticleSFUNackStorm"}, group["name"]
-        verdicts = {name: any(case["exp_alerts"] for case in group["alert_rule_test"] if case["alertname"] == name)
-                    for name in alertnames}
-        assert verdicts["SFUNackStorm"] != verdicts["ArticleSFUNackStorm"], f"{group['name']}: no difference shown"
-
-
-def test_the_article_nack_rule_file_lives_only_under_the_tests():
-    assert Path(TESTS_DIR / "article" / "sfu_nack_storm_article.yml").exists()

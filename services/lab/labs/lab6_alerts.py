@@ -1,11 +1,11 @@
-"""Lab 6: the article's ``SFUNackStorm``: its promtool cases fail on a young stack; the trainee fixes it.
+"""Lab 6: the article's ``SFUNackStorm``, verbatim: its promtool cases fail; the trainee fixes it.
 
 The trainee copies the article's rule (prometheus/tests/article/sfu_nack_storm_article.yml) to a
 file of their own, fixes its expression and names the file. The check runs promtool on it with the
-project's own cases (the input series of prometheus/tests/sfu_nack_storm_article_test.yml and what
-the project's ``SFUNackStorm`` must do in each: fire on a young stack's storm, stay quiet on a trickle
-over a zero baseline), runs the same cases on the article's rule to show they fail there, and runs
-the fixed expression on the live Prometheus beside the stack's own rule.
+project's own cases (the input series of prometheus/tests/article/sfu_nack_storm_article_test.yml and
+what the project's ``SFUNackStorm`` must do in each: fire on a stack that starts into a storm, stay
+quiet on a trickle over a zero baseline), runs the same cases on the article's rule to show they fail
+there, and runs the fixed expression on the live Prometheus beside the stack's own rule.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lab.monitoring import binary
 TITLE = "alerts"
 PROMETHEUS_DIR = topology.REPO / "prometheus"
 ARTICLE_RULE = PROMETHEUS_DIR / "tests" / "article" / "sfu_nack_storm_article.yml"
-CASES_FILE = PROMETHEUS_DIR / "tests" / "sfu_nack_storm_article_test.yml"
+CASES_FILE = PROMETHEUS_DIR / "tests" / "article" / "sfu_nack_storm_article_test.yml"
 PROJECT_ALERT = "SFUNackStorm"
 
 
@@ -126,7 +126,7 @@ def check(answers: Answers, stack: LiveStack, **_: object) -> Check:
             if failure:
                 hint = (" (a young stack has no samples 10 minutes back: make the missing baseline count as a "
                         "storm, e.g. with `unless`)" if any(firing for _, firing in case.expectations) else
-                        " (3 x a zero baseline is 0: add an absolute floor, e.g. > 20 NACKs/s)")
+                        " (5 x a zero baseline is 0: add an absolute floor, e.g. > 20 NACKs/s)")
                 result.lack(f"promtool case {case.name!r}: your {rule['alert']} must be: {expected}; {failure}"
                             f"{hint}")
             else:
