@@ -11,6 +11,7 @@ expected to return data on the live lab, with the reason:
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted([*(REPO / "docs").glob("*.md"), *(REPO / "docs" / "labs").glob("*.md")])
 KINDS = ("data", "quiet", "empty")
 
-_FENCE = re.compile(r"^```promql[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+_FENCE = re.compile(r"^([ \t]*)```promql[ \t]*\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
+_ANY_FENCE = re.compile(r"^[ \t]*```.*?^[ \t]*```", re.M | re.S)
 _MARKER = re.compile(r"<!--\s*promql\s+(\w+)\s*:\s*(.*?)\s*-->\s*$")
-_ANY_MARKER = re.compile(r"<!--\s*promql\b")
+_ANY_MARKER = re.compile(r"^\s*<!--\s*promql\b")
 _INLINE = re.compile(r"(?<!`)`([^`]+?)`(?!`)")
 _FUNCTIONS = ("rate|irate|increase|delta|idelta|deriv|sum|avg|min|max|count|topk|bottomk|quantile|"
               "histogram_quantile|label_replace|absent|[a-z]+_over_time")
@@ -56,7 +58,7 @@ def blocks(paths: list[Path] = DOCS) -> list[Block]:
             before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
             marker = _MARKER.search(before)
             kind, why = (marker.group(1), marker.group(2)) if marker else ("data", "")
-            found.append(Block(path, line, match.group(1).strip("\n"), kind, why))
+            found.append(Block(path, line, textwrap.dedent(match.group(2)).strip("\n"), kind, why))
     return found
 
 
@@ -74,7 +76,7 @@ def marker_problems(paths: list[Path] = DOCS) -> list[str]:
                 problems.append(f"{where}: not <!-- promql quiet|empty: why -->")
             elif len(marker.group(2).split()) < 3:
                 problems.append(f"{where}: say why in a few words")
-            if index + 1 >= len(lines) or not lines[index + 1].startswith("```promql"):
+            if index + 1 >= len(lines) or not lines[index + 1].lstrip().startswith("```promql"):
                 problems.append(f"{where}: the marker must be the line right before a ```promql fence")
     return problems
 
@@ -83,7 +85,7 @@ def inline_expressions(paths: list[Path] = DOCS) -> list[str]:
     """Inline code spans outside fenced blocks that are PromQL expressions (they belong in a block)."""
     found = []
     for path in paths:
-        text = re.sub(r"^```.*?^```", lambda m: "\n" * m.group(0).count("\n"), path.read_text(), flags=re.M | re.S)
+        text = _ANY_FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), path.read_text())
         for match in _INLINE.finditer(text):
             span = " ".join(match.group(1).split())
             if "\n\n" not in match.group(1) and _INLINE_EXPRESSION.search(span):
