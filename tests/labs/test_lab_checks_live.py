@@ -8,6 +8,8 @@ for the incident's history, and the live stack for everything else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -29,11 +31,15 @@ from lab.labs import (
     lab7_fix,
     lab8_federation,
 )
-from lab.labs.common import LiveStack
+from lab.labs.common import LiveStack, instant
 from lab.native import NativeStack
-from lab.readiness import wait_until
+from lab.readiness import NotReady, wait_until
+from signaling.client import SignalingClient
 
 from conftest import answers, lab, passes_soon
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
+from docs_promql import blocks  # noqa: E402  (a helper of tests/config)
 
 pytestmark = pytest.mark.janus
 
@@ -191,10 +197,11 @@ def test_lab_6_the_articles_rule_fails_the_young_stack_case_and_a_fixed_copy_pas
     assert any("must be: quiet at 30m; at 30m it was firing" in m and "floor" in m for m in verdict.missing)
 
     document = yaml.safe_load(copy.read_text())
-    document["groups"][0]["rules"][0]["expr"] = (
-        "sum without (direction, media) (rate(sfu_nacks_total[5m])) > 20 unless "
-        "sum without (direction, media) (rate(sfu_nacks_total[5m])) "
-        "<= 3 * sum without (direction, media) (rate(sfu_nacks_total[5m] offset 10m))")
+    rule = document["groups"][0]["rules"][0]
+    assert (rule["for"], rule["labels"]["severity"]) == ("1m", "critical"), "the copy is the article's verbatim rule"
+    # A floor, and a missing baseline counts as a storm (`unless` over an empty side keeps the left).
+    rule["expr"] = ("rate(sfu_nacks_total[1m]) > 20 unless "
+                    "rate(sfu_nacks_total[1m]) <= 5 * (rate(sfu_nacks_total[5m] offset 10m))")
     copy.write_text(yaml.safe_dump(document))
     verdict = lab6_alerts.check(answers(lab6={"fixed_rule_file": str(copy)}), live)
     assert verdict.ok, verdict.render()
@@ -209,6 +216,49 @@ def test_lab_6_refuses_a_rule_file_that_is_not_yaml_or_the_projects_own(live, tm
     assert any("is not valid YAML" in m for m in verdict.missing), verdict.render()
     ours = lab6_alerts.check(answers(lab6={"fixed_rule_file": "prometheus/rules/sfu_alerts.yml"}), live)
     assert any("points into prometheus/" in m for m in ours.missing), ours.render()
+
+
+# ---- the docs: every ```promql block on the live stack -------------------------------------------------
+
+async def refuse_a_token(live: LiveStack) -> str:
+    client = await SignalingClient.connect(f"ws://{live.ns_ip}:{topology.SIGNALING_PORT}/ws/signaling")
+    try:
+        reply = await client.join("docs", "not-a-token")
+    finally:
+        await client.close()
+    assert reply["type"] == "error", reply
+    return reply.get("reason", "")
+
+
+def test_every_promql_block_of_the_docs_runs_on_the_live_stack_and_returns_data_unless_marked(native_home, live,
+                                                                                              media):
+    """A demo's media and a refused token on the stack the lossy bots used; each block must answer."""
+    demo = subprocess.Popen([sys.executable, "-m", "lab.cli", "demo", "--seconds", "120", "--subscribers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LAB_HOME": str(native_home)})
+    docs = blocks()
+    series: dict[int, int] = {}
+    lacking: list[str] = []
+    try:
+        asyncio.run(refuse_a_token(live))
+
+        def unmarked_blocks_have_data() -> bool:
+            for index, block in enumerate(docs):
+                series[index] = len(instant(live.prometheus, block.expr))  # a parse error fails here
+            lacking[:] = [f"{b.where} {b.one_line}" for i, b in enumerate(docs) if b.kind == "data" and not series[i]]
+            return not lacking
+
+        with contextlib.suppress(NotReady):  # the assertion below names what lacks data
+            wait_until(unmarked_blocks_have_data, timeout=120, interval=3, what="every unmarked docs query has data")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=60)
+    print(f"\n{len(docs)} promql blocks of docs/ ({len({b.expr for b in docs})} distinct) on the live stack:")
+    for index, block in enumerate(docs):
+        why = f" ({block.kind}: {block.why})" if block.why else ""
+        print(f"  {series[index]:3d} series  {block.where}  {block.one_line[:90]}{why}")
+    assert lacking == [], f"docs queries without data; the demo said:\n{output}"
+    assert [b.where for i, b in enumerate(docs) if b.kind == "empty" and series[i]] == [], "marked empty, has data"
 
 
 # ---- lab 8: federation -------------------------------------------------------------------------------
