@@ -1,9 +1,10 @@
 """Each lab's check on one live native stack: in the wrong state it says what is missing, in the right one it passes.
 
 The tests run in file order on one stack (`lab up` in a temporary LAB_HOME): first what a fresh
-stack lacks, then short media (lossy bots, a demo), the lab 2 scratch copy, federation, the fix.
-Labs 5 and 7 read the report tests' synthetic incident (a real Prometheus with backfilled data)
-for the incident's history, and the live stack for everything else.
+stack lacks, then short media (lossy bots, a demo), the lab 2 scratch copy, lab 6, every PromQL
+block of docs/ during a demo, federation, the fix. Labs 5 and 7 read the report tests' synthetic
+incident (a real Prometheus with backfilled data) for the incident's history, and the live stack
+for everything else.
 """
 
 from __future__ import annotations
