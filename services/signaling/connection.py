@@ -22,7 +22,7 @@ from websockets.frames import CloseCode
 
 from signaling import protocol
 from signaling.janus import JanusError, JanusTimeout, JanusUnavailable
-from signaling.limits import JOIN_TIMEOUT, JOIN_TIMEOUT_CLOSE_CODE, source_key
+from signaling.limits import JOIN_TIMEOUT, JOIN_TIMEOUT_CLOSE_CODE
 from signaling.placement import NoNodeAvailable
 from signaling.protocol import ProtocolError
 from signaling.rooms import Participant
@@ -54,7 +54,7 @@ class TokenBucket:
 
 
 class ClientConnection:
-    def __init__(self, server: SignalingServer, ws: ServerConnection) -> None:
+    def __init__(self, server: SignalingServer, ws: ServerConnection, source: str) -> None:
         self.server = server
         self.ws = ws
         self.metrics = server.metrics
@@ -65,7 +65,7 @@ class ClientConnection:
         self._closing = False
         self._last_rate_error = 0.0
         self._writer_task: asyncio.Task[None] | None = None
-        self.source = source_key(str(ws.remote_address[0]))
+        self.source = source  # limits.source_key of the peer
         self._joined_once = False
         self._joining = False
         self._deadline: asyncio.TimerHandle | None = None

@@ -1,10 +1,11 @@
 """What one stranger may hold: connection caps (in total and per source address) and failed-join throttling.
 
 A source address is the TCP peer's IPv4 address, or the /64 network of an IPv6 one (a single
-host usually has a whole /64). ``ConnectionCaps`` counts the client WebSockets admitted at the
-handshake until their TCP connection is gone; ``JoinThrottle`` counts refused joins per source in
-a window and, once one reaches its limit, refuses every join from that source for a while. Both are
-plain objects with an injectable clock; the server and connection code apply them.
+host usually has a whole /64). ``ConnectionCaps`` counts the TCP connections to the WebSocket
+port from accept until they are gone, whatever their state (handshake, open, closing);
+``JoinThrottle`` counts refused joins per source in a window and, once one reaches its limit,
+refuses every join from that source for a while. Both are plain objects; the server and
+connection code apply them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
-FD_RESERVE = 256  # descriptors kept for Janus, exporters, scrapes, sockets still in their handshake
+FD_RESERVE = 1024  # descriptors beyond the cap: Janus, exporters, admin, connections refused but not yet gone
 SERVER_FULL, ADDRESS_FULL, JOIN_TIMEOUT = "server_full", "address_full", "join_timeout"
 REFUSALS = (SERVER_FULL, ADDRESS_FULL, JOIN_TIMEOUT)  # reasons of signaling_protocol_errors_total
 JOIN_TIMEOUT_CLOSE_CODE = 4408  # 4000 + HTTP 408 Request Timeout, as graphql-ws does

@@ -1,10 +1,10 @@
 """The signaling process: WebSocket endpoint, health and metrics, admin API, Janus nodes.
 
 Port ``config.port`` serves ``/ws/signaling`` plus ``GET /healthz``, ``/readyz`` and ``/metrics``
-(answered in ``process_request`` before any upgrade, where the connection caps also refuse
-upgrades with 429 or 503; see ``limits``). Port ``config.admin_port`` serves the admin
-API (aiohttp, because WebSocket servers only accept GET): the placement policy and draining,
-behind its own bearer token.
+(answered in ``process_request`` before any upgrade). Every TCP connection to it counts against
+the caps of ``limits`` from accept; an upgrade request over them is answered 429 or 503. Port
+``config.admin_port`` serves the admin API (aiohttp, because WebSocket servers only accept GET):
+the placement policy and draining, behind its own bearer token.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -37,6 +36,7 @@ log = logging.getLogger(__name__)
 WS_PATH = "/ws/signaling"
 LAG_PROBE_SECONDS = 0.5
 HANDSHAKE_TIMEOUT = 10  # seconds from TCP accept to a complete upgrade request (websockets' open_timeout)
+REFUSED_GRACE = 1.0  # seconds a connection over a cap has to send the request its 429 / 503 answers
 RETRY_AFTER_SECONDS = 5
 
 
@@ -47,23 +47,46 @@ def _response(status: HTTPStatus, body: bytes, content_type: str, *extra: tuple[
 
 
 class _Connection(ServerConnection):
-    """A server connection that calls back once its TCP connection is gone (to release its cap slot)."""
+    """A connection counted against the caps from TCP accept until it is gone, in any state.
 
-    _lost = False
-    _on_lost: Callable[[], None] | None = None
+    One over a cap is marked ``refusal`` at accept: its request, if it sends one in time, is answered
+    429 or 503, and it is dropped after ``REFUSED_GRACE`` seconds either way, so a source cannot park
+    half-open sockets beyond its cap for the whole handshake timeout.
+    """
 
-    def when_lost(self, callback: Callable[[], None]) -> None:
-        if self._lost:
-            callback()
-        else:
-            self._on_lost = callback
+    def __init__(self, gate: SignalingServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = gate
+        self.source = ""
+        self.refusal: str | None = None
+        self._grace: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.source = source_key(str(peer[0] if isinstance(peer, tuple) else peer))
+        self.refusal = self.gate.caps.admit(self.source)
+        if self.refusal is not None:
+            self._grace = self.loop.call_later(REFUSED_GRACE, self._drop)
+
+    def _drop(self) -> None:
+        """Over a cap and no request within the grace: counted as refused like an answered one."""
+        self._grace = None
+        assert self.refusal is not None
+        self.gate.metrics.protocol_errors.labels(self.refusal).inc()
+        self.transport.abort()
+
+    def request_arrived(self) -> None:
+        if self._grace is not None:  # answered now, then closed by websockets
+            self._grace.cancel()
+            self._grace = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._lost = True
-        callback, self._on_lost = self._on_lost, None
-        if callback is not None:
-            callback()
+        self.request_arrived()
+        if self.refusal is None and self.source:
+            self.gate.caps.release(self.source)
+            self.source = ""
 
 
 class SignalingServer:
@@ -99,7 +122,8 @@ class SignalingServer:
         self.caps.total = fit_descriptor_limit(self.config.max_connections)
         self._ws_server = await serve(
             self._handle, self.config.host, self.config.port, process_request=self._process_request,
-            create_connection=_Connection, open_timeout=HANDSHAKE_TIMEOUT,
+            create_connection=lambda *args, **kwargs: _Connection(self, *args, **kwargs),
+            open_timeout=HANDSHAKE_TIMEOUT,
             max_size=self.config.max_message_bytes, max_queue=16, compression=None, close_timeout=2,
             ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
@@ -136,8 +160,10 @@ class SignalingServer:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        assert isinstance(connection, _Connection)
+        connection.request_arrived()
         if path == WS_PATH:
-            return self._admit(connection)
+            return self._refusal(connection.refusal) if connection.refusal is not None else None
         started = time.perf_counter()
         if path == "/healthz":
             response = _response(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
@@ -155,16 +181,9 @@ class SignalingServer:
         self.metrics.http_duration.labels("GET", endpoint).observe(time.perf_counter() - started)
         return response
 
-    def _admit(self, connection: ServerConnection) -> Response | None:
-        """Take a cap slot for an upgrade until its TCP connection is gone, or refuse it (429 / 503)."""
-        source = source_key(str(connection.remote_address[0]))
-        refused = self.caps.admit(source)
-        if refused is None:
-            assert isinstance(connection, _Connection)
-            connection.when_lost(lambda: self.caps.release(source))
-            return None
-        self.metrics.protocol_errors.labels(refused).inc()
-        if refused == ADDRESS_FULL:
+    def _refusal(self, reason: str) -> Response:
+        self.metrics.protocol_errors.labels(reason).inc()
+        if reason == ADDRESS_FULL:
             status, text = HTTPStatus.TOO_MANY_REQUESTS, (
                 f"address_full: {self.caps.per_source} connections from your address are open\n")
         else:
@@ -173,7 +192,8 @@ class SignalingServer:
                          ("Retry-After", str(RETRY_AFTER_SECONDS)))
 
     async def _handle(self, ws: ServerConnection) -> None:
-        await ClientConnection(self, ws).run()
+        assert isinstance(ws, _Connection)
+        await ClientConnection(self, ws, ws.source).run()
 
     # ---- admin port -------------------------------------------------------------------------
     def _admin_app(self) -> web.Application:

@@ -16,9 +16,10 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from lab.readiness import wait_until_async
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 from signaling.limits import JOIN_TIMEOUT_CLOSE_CODE
+from signaling.server import REFUSED_GRACE
 
 from support import http, sample, token, ws_url
 
@@ -123,6 +124,7 @@ async def test_connection_caps_refuse_at_the_handshake_with_429_and_503_and_free
         assert errors(server, "server_full") == 1
         status, _ = await http(f"http://127.0.0.1:{server.port}/metrics")
         assert status == 200, "a full server still answers its scrapes"
+        assert errors(server, "server_full") == 1, "and does not count them as refused"
 
         await clients.pop(0).close()
         await wait_until_async(lambda: server.caps.by_source.get("127.0.0.2") == 2, timeout=5,
@@ -171,7 +173,7 @@ async def test_failed_joins_throttle_their_source_until_the_hold_ends_whatever_i
 
 async def test_a_flood_of_unjoined_connections_from_one_source_is_bounded_and_harms_no_room(
         janus_nodes, signaling_server):
-    server = await signaling_server(janus_nodes(1), max_connections_per_address="50", join_timeout="1")
+    server = await signaling_server(janus_nodes(1), max_connections_per_address="50", join_timeout="4")
     async with bystander(server):
         results = await asyncio.gather(*(connect(server, "127.0.0.2") for _ in range(200)),
                                        return_exceptions=True)
@@ -179,10 +181,36 @@ async def test_a_flood_of_unjoined_connections_from_one_source_is_bounded_and_ha
         refused = [r for r in results if isinstance(r, InvalidStatus)]
         assert len(held) == 50 and len(refused) == 150, (len(held), len(refused), set(map(type, results)))
         assert errors(server, "address_full") == 150
-        codes = await asyncio.gather(*(closed_code(c, 5) for c in held))
+        codes = await asyncio.gather(*(closed_code(c, 10) for c in held))
         assert set(codes) == {JOIN_TIMEOUT_CLOSE_CODE}
         assert errors(server, "join_timeout") == 50
     await wait_until_async(lambda: server.caps.open == 0, timeout=5, what="the flood's slots are free")
     with contextlib.suppress(websockets.ConnectionClosed):
         for client in held:
             await client.close()
+
+
+async def test_half_open_sockets_hold_cap_slots_and_one_over_the_cap_is_dropped_after_the_grace(
+        janus_nodes, signaling_server):
+    server = await signaling_server(janus_nodes(1), max_connections_per_address="3")
+    async with bystander(server):
+        parked = [await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+                  for _ in range(3)]  # TCP only: no upgrade request
+        await wait_until_async(lambda: server.caps.by_source.get("127.0.0.2") == 3, timeout=5,
+                               what="three half-open sockets counted")
+        status, _ = await refused_status(server, "127.0.0.2")
+        assert status == 429, "half-open sockets hold the address's slots"
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+        opened = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        dropped = time.monotonic() - opened
+        assert REFUSED_GRACE * 0.9 <= dropped < REFUSED_GRACE + 1, dropped
+        assert errors(server, "address_full") == 2
+        writer.close()
+        for _, parked_writer in parked:
+            parked_writer.close()
+        await wait_until_async(lambda: "127.0.0.2" not in server.caps.by_source, timeout=5,
+                               what="closed half-open sockets free their slots")
+        assert (await connect(server, "127.0.0.2")).ws.state.name == "OPEN"
+    print(f"a half-open socket over the cap was dropped after {dropped:.2f} s")

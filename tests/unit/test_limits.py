@@ -97,7 +97,7 @@ def test_the_descriptor_limit_keeps_a_cap_that_fits_and_lowers_one_that_cannot(c
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert fit_descriptor_limit(100) == 100
     if hard != resource.RLIM_INFINITY:
-        assert fit_descriptor_limit(hard * 10) == resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 256
+        assert fit_descriptor_limit(hard * 10) == resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 1024
         assert "SIGNALING_MAX_CONNECTIONS" in caplog.text
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
