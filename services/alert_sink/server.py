@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 
 log = logging.getLogger("alert_sink")
 
@@ -119,6 +126,7 @@ class AlertSink:
         self._stored_bytes = 0
         self._next_id = 1
         self.registry = registry if registry is not None else CollectorRegistry()
+        disable_created_metrics()  # no panel or rule reads _created (process-wide)
         self.received = Counter("alert_sink_notifications_total", "Notifications accepted, by notification status",
                                 ["status"], registry=self.registry)
         self.alerts_received = Counter("alert_sink_alerts_total",
