@@ -127,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
             "client connections open at once, counted from TCP accept; upgrades beyond get HTTP 503"),
     Setting("max_connections_per_address", _positive_int, "2000",
             "client connections open at once from one source address (IPv6: one /64); beyond: HTTP 429"),
-    Setting("join_timeout", _positive_float, "10",
+    Setting("join_timeout", _positive_float, "30",
             "seconds a new connection has to join, from the handshake or its last refused join; then closed 4408"),
     Setting("join_failure_limit", _positive_int, "600",
             "refused joins from one source address within the window that throttle it"),
