@@ -19,6 +19,9 @@ async def serve(config_overrides: dict[str, str | None]) -> int:
         print(f"signaling: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # websockets logs each connection and each refused upgrade at INFO: a flood would write a line each
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     server = SignalingServer(config)
     await server.start()
     stop = asyncio.Event()
