@@ -20,11 +20,11 @@ import sys
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import start_http_server
 
-from lab import topology
 from loadtest.bots.fleet import Fleet, VideoSettings
 from loadtest.bots.media import set_video_bitrate, skip_video_decoding
 from loadtest.bots.metrics import BotMetrics
 from loadtest.bots.peers import PacketLoss, bind_ice_to
+from sfu_stack import topology
 from signaling.tokens import mint
 
 

@@ -1,7 +1,9 @@
 """What every scenario shares: the stack's endpoints, bots, a live timeline, alert watching, a result.
 
 A scenario runs against a running stack (natively ``lab up``; in Compose the ``load`` profile)
-described by ``Endpoints``. ``Run`` holds the bots' fleet and metrics (served on ``/metrics`` for
+through a ``StackControl`` (``sfu_stack.control``): its ``Endpoints``, and what can be done to its
+SFU nodes (kill, restart, CPU limits), whichever runner it is on. ``Run`` holds the bots' fleet
+and metrics (served on ``/metrics`` for
 Prometheus's ``loadtest_bots`` job), prints a timeline (phases, per-node handles / CPU / NACK rate
 every ``report_every`` s, alerts as they fire and resolve) and collects a JSON result. A scenario
 names the alerts it expects; ``Run.expect`` fails loudly when one did not fire or resolve in time.
@@ -15,17 +17,18 @@ import json
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import start_http_server
 
-from lab.monitoring import get_json, query
-from lab.readiness import NotReady, wait_until_async
 from loadtest.bots.fleet import Fleet
 from loadtest.bots.metrics import BotMetrics
+from sfu_stack.control import Endpoints, StackControl
+from sfu_stack.prom import get_json, query
+from sfu_stack.readiness import NotReady, wait_until_async
 from signaling.tokens import mint
 
 WATCHED_ALERTS = ("SFUHighCPU", "SFUNackStorm", "SFUSilentFailure", "JanusDown", "TargetDown",
@@ -35,20 +38,6 @@ WATCHED_ALERTS = ("SFUHighCPU", "SFUNackStorm", "SFUSilentFailure", "JanusDown",
 
 class ScenarioFailed(AssertionError):
     """An expected alert did not fire or resolve in time, or an unexpected one fired."""
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    signaling_ws: str
-    signaling_admin: str
-    admin_token: str
-    token_key: str
-    prometheus: str
-    alert_sink: str
-    exporters: dict[str, str]  # node -> /metrics URL
-    bots_metrics: tuple[str, int]  # where the bots' /metrics listens (Prometheus's loadtest_bots target)
-    janus_pids: dict[str, int] = field(default_factory=dict)  # node -> pid (node-down scenario)
-    timeout_scale: float = 1.0  # deadlines are sized for the fast alert rules; >1 for the committed ones
 
 
 @dataclass
@@ -62,12 +51,15 @@ class AlertSpan:
 class Run:
     """One scenario run: bots, timeline, alert spans, phases."""
 
-    def __init__(self, name: str, endpoints: Endpoints, *, size: int, out: Path | None = None,
-                 report_every: float = 10.0, echo: Callable[[str], None] = print) -> None:
-        self.name, self.endpoints, self.size, self.out = name, endpoints, size, out
+    def __init__(self, name: str, stack: StackControl, *, size: int, out: Path | None = None,
+                 report_every: float = 10.0, echo: Callable[[str], None] = print,
+                 endpoints: Endpoints | None = None) -> None:
+        self.name, self.stack, self.size, self.out = name, stack, size, out
+        self.endpoints = endpoints or stack.endpoints()
         self.registry = CollectorRegistry()
         self.metrics = BotMetrics(self.registry)
-        self.fleet = Fleet(endpoints.signaling_ws, lambda room, user: mint(endpoints.token_key, room=room, user=user),
+        key = self.endpoints.token_key
+        self.fleet = Fleet(self.endpoints.signaling_ws, lambda room, user: mint(key, room=room, user=user),
                            self.metrics)
         self.started = time.monotonic()
         self.started_wall = time.time()
@@ -78,7 +70,6 @@ class Run:
         self.echo = echo
         self._tasks: list[asyncio.Task[None]] = []
         self._http: Any = None
-        self.restart_node: Callable[[str], Awaitable[None]] | None = None  # set by runners that can
 
     # ---- life cycle --------------------------------------------------------------------------------
     async def __aenter__(self) -> Run:
@@ -122,6 +113,10 @@ class Run:
 
     async def admin_async(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(self.admin, method, path, body)
+
+    async def act(self, action: Callable[..., Any], *args: Any) -> Any:
+        """Call one of the stack's (blocking) ``StackControl`` methods from the event loop."""
+        return await asyncio.to_thread(action, *args)
 
     async def room_node(self, room: str) -> str | None:
         return (await self.admin_async("GET", "/admin/placement"))["rooms"].get(room)
@@ -204,7 +199,7 @@ class Run:
     def result(self, ok: bool, error: str | None = None) -> dict[str, Any]:
         self.facts["bots_cpu_share_of_a_core"] = round(time.process_time() / max(self.elapsed(), 1e-9), 3)
         return {
-            "scenario": self.name, "size": self.size, "ok": ok, "error": error,
+            "scenario": self.name, "runner": self.stack.runner, "size": self.size, "ok": ok, "error": error,
             "started_at": self.started_wall, "ended_at": time.time(),
             "phases": self.phases, "alerts": [asdict(s) for s in self.spans.values()], "facts": self.facts,
         }

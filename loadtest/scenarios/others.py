@@ -3,7 +3,8 @@
 * ``silent-failure``: a room's publishers stop sending while everyone stays connected: the node has
   PeerConnections up and no media coming in. ``SFUSilentFailure`` fires for that node; publishing
   again resolves it.
-* ``node-down``: one Janus node is killed. ``JanusDown`` fires for it, signaling stops placing rooms
+* ``node-down``: one Janus node is killed (through the stack: a signal natively, the Docker API
+  in Compose). ``JanusDown`` fires for it, signaling stops placing rooms
   there; the node is restarted and the alert resolves.
 * ``auth-storm``: clients keep retrying joins with bad tokens (expired, wrong signature, wrong
   room). ``SignalingAuthFailureSpike`` fires; when they stop it resolves.
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 
 import jwt
@@ -58,21 +57,19 @@ async def _positive(run: Run, promql: str) -> bool:
 
 
 async def run_node_down(run: Run) -> None:
-    if run.restart_node is None:
-        raise ScenarioFailed("node-down needs a stack that can restart a node (natively: lab scenario)")
     victim = "sfu-node-02"
     run.phase("rooms", rooms=len(run.endpoints.exporters))
     for index in range(len(run.endpoints.exporters)):
         await run.fleet.publishers(f"room-{index}", 1)
     run.phase("kill", node=victim)
-    os.kill(run.endpoints.janus_pids[victim], signal.SIGKILL)
+    await run.act(run.stack.kill_node, victim)
     fired = await run.wait_firing("JanusDown", victim, FIRE_TIMEOUT)
     await run.fleet.lurkers("after-kill", 1)
     landed = await run.room_node("after-kill")
     if landed == victim:
         raise ScenarioFailed(f"a new room was placed on the dead node {victim}")
     run.phase("restart", node=victim)
-    await run.restart_node(victim)
+    await run.act(run.stack.restart_node, victim)
     resolved = await run.wait_resolved("JanusDown", victim, RESOLVE_TIMEOUT)
     run.forbid(("JanusDown",), [n for n in run.endpoints.exporters if n != victim])
     run.facts.update(fired_at=fired, resolved_at=resolved, new_room_went_to=landed)

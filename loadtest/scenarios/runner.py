@@ -1,34 +1,50 @@
-"""Run a scenario against a stack: natively (``lab scenario``) or from the Compose ``load`` profile.
+"""Run a scenario against a stack, whichever runner it is on: ``execute`` takes a ``StackControl``.
 
-Both build ``Endpoints`` and hand them to the same scenario code. The result (phases, alert spans,
-facts) is written as JSON: natively into ``LAB_HOME/scenarios/`` with ``last.json`` beside it (what
-``lab report`` reads by default).
+``lab scenario`` calls it with the native backend (``lab.control.NativeControl``); the Compose
+``load`` profile's ``loadtest-bots`` service runs ``main`` here, with the Compose backend
+(``sfu_stack.compose.ComposeControl``, the Docker SDK on the mounted Docker socket). The result
+(phases, alert spans, facts) is written as JSON (Compose: ``/results/last.json`` in the
+``scenario-results`` volume).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
-from lab import topology
-from lab.native import NativeStack, load_secrets
 from loadtest.bots.media import skip_video_decoding
 from loadtest.bots.peers import bind_ice_to
 from loadtest.scenarios import Scenario, scenarios
-from loadtest.scenarios.base import Endpoints, Run, ScenarioFailed
+from loadtest.scenarios.base import Run, ScenarioFailed
+from sfu_stack.control import StackControl
 
 
-async def execute(scenario: Scenario, endpoints: Endpoints, size: int, out: Path | None,
-                  restart_node: object = None) -> dict:
+def budget_mismatch(scenario: Scenario, stack: StackControl, size: int) -> str | None:
+    """Why the stack's SFU CPU limits do not fit ``scenario`` at ``size`` (None: they do)."""
+    wanted = scenario.node_cpus(size)
+    if wanted is None:
+        return None
+    have = {node: stack.cpu_limit(node) for node in stack.nodes()}
+    wrong = {node: cores for node, cores in have.items() if cores is None or abs(cores - wanted) > 1e-6}
+    if not wrong:
+        return None
+    shown = ", ".join(f"{node} {cores if cores is not None else 'unlimited'}" for node, cores in sorted(wrong.items()))
+    return (f"{scenario.name} at size {size} is calibrated for {wanted:g} core per SFU node, and the stack's "
+            f"limits are: {shown}. Start the stack with that budget: {stack.start_hint(wanted)}")
+
+
+async def execute(scenario: Scenario, stack: StackControl, size: int, out: Path | None) -> dict:
+    endpoints = stack.endpoints()
+    if endpoints.ice_address:
+        bind_ice_to(endpoints.ice_address)
     skip_video_decoding()
-    async with Run(scenario.name, endpoints, size=size, out=out) as run:
-        run.restart_node = restart_node  # type: ignore[assignment]
+    async with Run(scenario.name, stack, size=size, out=out, endpoints=endpoints) as run:
         try:
+            mismatch = await run.act(budget_mismatch, scenario, stack, size)
+            if mismatch:
+                raise ScenarioFailed(mismatch)
             await scenario.run(run)
         except ScenarioFailed as exc:
             result = run.result(ok=False, error=str(exc))
@@ -38,25 +54,9 @@ async def execute(scenario: Scenario, endpoints: Endpoints, size: int, out: Path
     return result
 
 
-def native_endpoints(stack: NativeStack) -> Endpoints:
-    netns = stack.netns()
-    assert netns is not None
-    secret = load_secrets(stack.home, stack.env)
-    ip = netns.ns_ip
-    return Endpoints(
-        signaling_ws=f"ws://{ip}:{topology.SIGNALING_PORT}/ws/signaling",
-        signaling_admin=f"http://{ip}:{topology.SIGNALING_ADMIN_PORT}",
-        admin_token=secret["SIGNALING_ADMIN_TOKEN"], token_key=secret["SIGNALING_TOKEN_KEY"],
-        prometheus=f"http://{ip}:{topology.PROMETHEUS_PORT}", alert_sink=f"http://{ip}:{topology.ALERT_SINK_PORT}",
-        exporters={name: f"http://{ip}:{topology.exporter_port(i)}/metrics"
-                   for i, name in enumerate(topology.NODE_NAMES)},
-        bots_metrics=(netns.host_ip, topology.BOTS_METRICS_PORT),
-        janus_pids={e.name: e.pid for e in stack.entries() if e.name in topology.NODE_NAMES},
-    )
-
-
 def summarize(result: dict) -> str:
-    lines = [f"scenario {result['scenario']} (size {result['size']}): {'PASSED' if result['ok'] else 'FAILED'}"]
+    lines = [f"scenario {result['scenario']} (size {result['size']}, {result.get('runner', '?')} stack): "
+             f"{'PASSED' if result['ok'] else 'FAILED'}"]
     if result["error"]:
         lines.append(f"  why: {result['error']}")
     for span in result["alerts"]:
@@ -68,48 +68,23 @@ def summarize(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run_native(stack: NativeStack, scenario: Scenario, size: int, out: Path | None = None) -> int:
-    netns = stack.netns()
-    assert netns is not None
-    bind_ice_to(netns.host_ip)
-    folder = stack.home / "scenarios"
-    out = out or folder / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-
-    async def restart(name: str) -> None:
-        await asyncio.to_thread(stack.restart_node, name)
-        endpoints.janus_pids[name] = next(e.pid for e in stack.entries() if e.name == name)
-
-    endpoints = native_endpoints(stack)
-    result = asyncio.run(execute(scenario, endpoints, size, out, restart))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "last.json").write_text(json.dumps(result, indent=1))
-    print("\n" + summarize(result))
-    print(f"result: {out}")
-    return 0 if result["ok"] else 1
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the Compose ``load`` profile's scenario service (endpoints from the environment)."""
+    """Entry point of the Compose ``load`` profile's scenario service."""
+    from sfu_stack.compose import ComposeControl, ComposeError
+
     parser = argparse.ArgumentParser(description="Run a scenario against the Compose stack.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("name", choices=sorted(scenarios()))
     parser.add_argument("--size", type=int, default=0, help="0: the scenario's default")
     parser.add_argument("--out", type=Path, default=Path("/results/last.json"))
     args = parser.parse_args(argv)
-    env = os.environ
-    nodes = topology.NODE_NAMES
-    endpoints = Endpoints(
-        signaling_ws=env.get("LOAD_SIGNALING_WS", "ws://signaling:8080/ws/signaling"),
-        signaling_admin=env.get("LOAD_SIGNALING_ADMIN", "http://signaling:8081"),
-        admin_token=env["SIGNALING_ADMIN_TOKEN"], token_key=env["SIGNALING_TOKEN_KEY"],
-        prometheus=env.get("LOAD_PROMETHEUS", "http://prometheus:9090"),
-        alert_sink=env.get("LOAD_ALERT_SINK", "http://alert-sink:9099"),
-        exporters={n: f"http://{n}:{topology.EXPORTER_PORT}/metrics" for n in nodes},
-        bots_metrics=("0.0.0.0", topology.BOTS_METRICS_PORT),
-        timeout_scale=float(env.get("LOAD_TIMEOUT_SCALE", "4")),
-    )
+    try:
+        stack = ComposeControl.from_env()
+    except ComposeError as exc:
+        print(f"loadtest-bots: {exc}", file=sys.stderr)
+        return 2
     chosen = scenarios()[args.name]
-    result = asyncio.run(execute(chosen, endpoints, args.size or chosen.default_size, args.out))
+    result = asyncio.run(execute(chosen, stack, args.size or chosen.default_size, args.out))
     print(summarize(result))
     return 0 if result["ok"] else 1
 

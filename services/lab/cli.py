@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from pathlib import Path
 
-from lab import topology
 from lab.components import ComponentError
-from lab.monitoring import MissingPrerequisite, query
+from lab.monitoring import MissingPrerequisite
 from lab.native import LabError, NativeStack, load_secrets
 from lab.netns import NetnsError
-from lab.readiness import NotReady, wait_until
+from sfu_stack import topology
+from sfu_stack.prom import query
+from sfu_stack.readiness import NotReady, wait_until
 
 
 def _urls(stack: NativeStack) -> list[str]:
@@ -180,8 +183,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def scenario(args: argparse.Namespace) -> int:
+    from lab.control import NativeControl
     from loadtest.scenarios import scenarios
-    from loadtest.scenarios.runner import run_native
+    from loadtest.scenarios.runner import execute, summarize
 
     known = scenarios()
     if args.name not in known:
@@ -200,7 +204,14 @@ def scenario(args: argparse.Namespace) -> int:
         print(f"lab scenario: the running stack has {running}, {args.name} at size {size} needs {wanted}: "
               "`lab down` first (lab scenario then starts it right)", file=sys.stderr)
         return 1
-    return run_native(stack, chosen, size, out=args.out)
+    folder = stack.home / "scenarios"
+    out = args.out or folder / f"{chosen.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    result = asyncio.run(execute(chosen, NativeControl(stack), size, out))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "last.json").write_text(json.dumps(result, indent=1))
+    print("\n" + summarize(result))
+    print(f"result: {out}")
+    return 0 if result["ok"] else 1
 
 
 def check(args: argparse.Namespace) -> int:

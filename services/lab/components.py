@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from janus_node import render as janus_render
-from lab import topology
 from lab.netns import NetNamespace
-from lab.readiness import NotReady, port_open, wait_until
+from sfu_stack import topology
+from sfu_stack.readiness import NotReady, port_open, wait_until
 
 
 class ComponentError(RuntimeError):

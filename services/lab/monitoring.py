@@ -7,17 +7,15 @@ A missing binary raises ``MissingPrerequisite`` naming the ``make`` target that 
 
 from __future__ import annotations
 
-import json
 import shutil
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lab.components import Component, python_module
 from lab.netns import NetNamespace
-from lab.readiness import http_status
+from sfu_stack.prom import get_json, query
+from sfu_stack.readiness import http_status
 
 BINARIES = {
     "prometheus": ("prometheus",),
@@ -38,20 +36,6 @@ def binary(program: str) -> str:
     raise MissingPrerequisite(f"{program} is not installed ({' or '.join(BINARIES[program])} not on PATH): "
                               "run `make deps` (it installs Debian's prometheus, prometheus-alertmanager and "
                               "prometheus-node-exporter)")
-
-
-def get_json(url: str, **params: str) -> Any:
-    query = f"?{urllib.parse.urlencode(params)}" if params else ""
-    with urllib.request.urlopen(url + query, timeout=10) as reply:
-        return json.load(reply)
-
-
-def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    """An instant query's result vector; raises ``RuntimeError`` with Prometheus's error."""
-    answer = get_json(f"{prometheus_url}/api/v1/query", query=promql)
-    if answer.get("status") != "success":
-        raise RuntimeError(f"{promql}: {answer.get('error')}")
-    return list(answer["data"]["result"])
 
 
 class HttpComponent(Component):

@@ -1,6 +1,6 @@
 """The whole stack without Docker: ``lab up`` / ``status`` / ``logs`` / ``down``.
 
-Every component of ``lab.topology.COMPONENTS`` that exists natively runs from Debian's binaries or
+Every component of ``sfu_stack.topology.COMPONENTS`` that exists natively runs from Debian's binaries or
 our services, with the files Compose mounts (the native target set for file-based discovery),
 inside the namespace ``sfulab-up``; each SFU node gets the Compose ``cpus:`` limit through the
 cgroup ``cpu`` controller where it is writable. The processes outlive ``lab up``: a state file in
@@ -28,8 +28,8 @@ from lab import cgroups, topology
 from lab.components import Component, ComponentError, JanusExporter, JanusNode, python_module
 from lab.monitoring import Alertmanager, AlertSink, NodeExporter, Prometheus
 from lab.netns import UP_NAME, UP_SLOT, NetNamespace, existing
-from lab.readiness import NotReady, http_status, port_open, wait_until
 from lab.rule_overrides import render_prometheus
+from sfu_stack.readiness import NotReady, http_status, port_open, wait_until
 
 SECRETS = {  # name -> (generated length in bytes, what it is)
     "JANUS_ADMIN_SECRET": (18, "Janus Admin API secret of the SFU nodes and their exporters"),

@@ -38,10 +38,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lab import topology
 from lab.dashboards import DASHBOARDS_DIR, PanelQuery, load_dashboards, panel_queries, panels
 from lab.native import lab_home
 from lab.netns import NETWORK, UP_SLOT
+from sfu_stack import topology
 
 # lab up's Prometheus: the namespace end (.2) of the /30 of slot UP_SLOT (198.18.125.2).
 NATIVE_PROMETHEUS = f"http://{ipaddress.ip_address(int(NETWORK.network_address) + 4 * UP_SLOT + 2)}" \

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from lab.components import Component, JanusNode, python_module
 from lab.netns import NetNamespace
-from lab.readiness import http_status
-from lab.topology import NODE_NAMES
+from sfu_stack.readiness import http_status
+from sfu_stack.topology import NODE_NAMES
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alert_sink.__main__ import parse
 from alert_sink.server import AlertSink
-from lab.readiness import port_open, wait_until
+from sfu_stack.readiness import port_open, wait_until
 
 
 def payload(alertname: str = "SFUHighCPU", status: str = "firing", instances: int = 1,

@@ -18,8 +18,8 @@ import pytest_asyncio
 from alert_sink.amconfig import render_alertmanager
 from alert_sink.server import AlertSink
 from lab.monitoring import Alertmanager
-from lab.readiness import wait_until_async
 from lab.stack import free_port
+from sfu_stack.readiness import wait_until_async
 
 
 @pytest_asyncio.fixture

@@ -20,7 +20,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((REPO / "services").glob("*/Dockerfile"))
-FIRST_PARTY = {"signaling", "lab", "janus_node", "janus_exporter", "alert_sink"}
+FIRST_PARTY = {"signaling", "lab", "sfu_stack", "janus_node", "janus_exporter", "alert_sink"}
 SLIM_BASES = {"python:3.11-slim-bookworm", "debian:bookworm-slim"}
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|make|build-essential|[a-z0-9.+-]+-dev)\b")
 # folder -> the package name it becomes in the image

@@ -25,8 +25,8 @@ from prometheus_client.registry import Collector
 
 from lab.labs.federation import write_federation_configs
 from lab.monitoring import Prometheus
-from lab.readiness import wait_until
 from lab.rule_overrides import render_prometheus
+from sfu_stack.readiness import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FEDERATION = REPO / "prometheus" / "federation"

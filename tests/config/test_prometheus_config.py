@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.readiness import wait_until
 from lab.rule_overrides import TARGET_SETS, render_prometheus
+from sfu_stack.readiness import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "prometheus"

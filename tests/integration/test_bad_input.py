@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import websockets
 
-from lab.readiness import wait_until_async
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import http, sample, token, ws_url

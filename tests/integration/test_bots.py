@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from lab.readiness import wait_until_async
 from lab.stack import Stack
 from loadtest.bots.fleet import Fleet, VideoSettings
 from loadtest.bots.media import skip_video_decoding
 from loadtest.bots.metrics import BotMetrics
 from loadtest.bots.peers import PacketLoss, bind_ice_to
+from sfu_stack.readiness import wait_until_async
 from signaling.tokens import mint
 
 pytestmark = pytest.mark.janus

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lab.readiness import wait_until_async
 from loadtest.bots.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 from signaling.config import SETTINGS
 

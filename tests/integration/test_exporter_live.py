@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lab.components import JanusExporter, JanusNode
-from lab.readiness import wait_until_async
 from loadtest.bots.peers import (
     PacketLoss,
     SyntheticVideo,
@@ -21,6 +20,7 @@ from loadtest.bots.peers import (
     rtp_bytes,
     subscribe,
 )
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import join_many, leave_all, sample, scrape_samples, token, value, ws_url

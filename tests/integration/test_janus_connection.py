@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from lab.readiness import wait_until_async
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import sample, token, ws_url

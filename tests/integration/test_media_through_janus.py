@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.readiness import wait_until_async
 from loadtest.bots.peers import SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import sample, token, ws_url

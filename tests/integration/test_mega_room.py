@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab.labs.cardinality import allowed_label_values, cardinality_violations
-from lab.readiness import wait_until_async
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import (

@@ -20,10 +20,10 @@ import yaml
 from alert_sink.amconfig import render_alertmanager
 from lab.dashboards import panel_queries, variable_queries
 from lab.monitoring import Alertmanager, AlertSink, NodeExporter, Prometheus
-from lab.readiness import wait_until_async
 from lab.rule_overrides import render_prometheus
 from lab.stack import free_port
 from loadtest.bots.peers import PacketLoss, SyntheticVideo, bind_ice_to, new_peer_connection, publish, subscribe
+from sfu_stack.readiness import wait_until_async
 from signaling.client import SignalingClient
 
 from support import token, ws_url

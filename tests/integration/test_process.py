@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from lab.components import Component, python_module
-from lab.readiness import http_status, wait_until
+from sfu_stack.readiness import http_status, wait_until
 from signaling.client import SignalingClient
 
 from support import ADMIN_TOKEN, TOKEN_KEY, token

@@ -14,7 +14,7 @@ import pytest
 from lab import netns
 from lab.labs.common import Answers, Check, LiveStack
 from lab.native import NativeStack
-from lab.readiness import NotReady, wait_until
+from sfu_stack.readiness import NotReady, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 from synthetic_incident import Incident, backfilled_prometheus  # noqa: E402  (a helper of tests/report)

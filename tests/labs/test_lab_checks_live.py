@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import topology
 from lab.labs import (
     lab1_signaling,
     lab2_cardinality,
@@ -34,7 +33,8 @@ from lab.labs import (
 )
 from lab.labs.common import LiveStack, instant
 from lab.native import NativeStack
-from lab.readiness import NotReady, wait_until
+from sfu_stack import topology
+from sfu_stack.readiness import NotReady, wait_until
 from signaling.client import SignalingClient
 
 from conftest import answers, lab, passes_soon

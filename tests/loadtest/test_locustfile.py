@@ -22,8 +22,8 @@ from unittest import mock
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.readiness import wait_until
 from lab.stack import Stack
+from sfu_stack.readiness import wait_until
 from signaling.tokens import TokenRejected, verify
 
 pytestmark = pytest.mark.janus

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from lab import monitoring, netns, topology
+from lab import monitoring, netns
+from sfu_stack import topology
 
 
 def test_native_and_compose_list_the_same_components():

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from lab import topology
 from lab.native import NativeStack, load_secrets
+from sfu_stack import topology
 
 ANSWERS_FILE = topology.REPO / "labs" / "answers.yml"
 # Job names of prometheus/prometheus.yml the checks select on.

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from lab import topology
 from lab.labs.common import LiveStack, StackNotUp
 from lab.monitoring import MissingPrerequisite, Prometheus
 from lab.native import Entry, NativeStack, entry_alive, process_start_ticks
-from lab.readiness import NotReady, wait_until
 from lab.rule_overrides import PROMETHEUS_DIR, render_prometheus
+from sfu_stack import topology
+from sfu_stack.readiness import NotReady, wait_until
 
 FEDERATION_DIR = PROMETHEUS_DIR / "federation"
 # Regional servers of the Compose profile and where they listen natively; the global one keeps

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from lab import topology
 from lab.labs.common import by_node, instant, node_of
+from sfu_stack import topology
 
 INCIDENT_ALERTS = ("SFUHighCPU", "SFUNackStorm")
 RULES_FILE = topology.REPO / "prometheus" / "rules" / "sfu_alerts.yml"

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import yaml
 
-from lab import topology
 from lab.labs.cardinality import allowed_label_values, cardinality_violations, label_values
 from lab.labs.common import (
     BOTS_JOB,
@@ -32,6 +31,7 @@ from lab.labs.common import (
     prometheus_api,
 )
 from lab.native import NativeStack
+from sfu_stack import topology
 
 TITLE = "label cardinality"
 SCRATCH_PORT = topology.BOTS_METRICS_PORT + 1  # beside the bots' port on the namespace's host end

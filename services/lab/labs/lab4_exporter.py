@@ -18,9 +18,9 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab import topology
 from lab.labs.common import BOTS_JOB, SFU_JOB, Answers, Check, LiveStack, by_node, http_text, instant, node_of
 from lab.native import NativeStack, load_secrets
+from sfu_stack import topology
 
 TITLE = "exporter pattern"
 WINDOW = "10m"

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from lab import topology
 from lab.labs.common import Answers, Check, LiveStack, PrometheusError, instant, prometheus_api
 from lab.monitoring import binary
+from sfu_stack import topology
 
 TITLE = "alerts"
 PROMETHEUS_DIR = topology.REPO / "prometheus"

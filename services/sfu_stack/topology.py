@@ -2,8 +2,9 @@
 
 ``compose.yaml`` is the Compose description; ``COMPONENTS`` is the native one, keyed by the same
 service names, so a test can hold them to each other (same components, same ports for what
-Prometheus scrapes). Natively every component runs inside one network namespace, so the four SFU
-nodes and their exporters take consecutive ports where Compose gives each its own host.
+Prometheus scrapes). Compose gives each SFU node a pod (``pod_service``) that Janus and its exporter
+join. Natively every component runs inside one network namespace, so the four SFU nodes and their
+exporters take consecutive ports where Compose gives each its own host.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ def exporter_port(index: int) -> int:
     return EXPORTER_PORT + index
 
 
+def pod_service(node: str) -> str:
+    """The Compose service that holds ``node``'s network and PID namespaces (Janus and its exporter join it)."""
+    return f"{node}-pod"
+
+
+def exporter_service(node: str) -> str:
+    return f"{node}-exporter"
+
+
 @dataclass(frozen=True)
 class Spec:
     """One component: the Compose service of the same name, and how the native stack checks it."""
@@ -58,7 +68,10 @@ class Spec:
 COMPONENTS: tuple[Spec, ...] = (
     *(Spec(name, janus_ws_port(i), None, extra_ports={"admin (namespace 127.0.0.1)": janus_admin_port(i)})
       for i, name in enumerate(NODE_NAMES)),
-    *(Spec(f"{name}-exporter", exporter_port(i), "/healthz") for i, name in enumerate(NODE_NAMES)),
+    *(Spec(exporter_service(name), exporter_port(i), "/healthz") for i, name in enumerate(NODE_NAMES)),
+    *(Spec(pod_service(name), None, native=False,
+           note="Compose only: holds the node's namespaces; natively the lab's one namespace does")
+      for name in NODE_NAMES),
     Spec("signaling", SIGNALING_PORT, "/healthz", extra_ports={"admin": SIGNALING_ADMIN_PORT}),
     Spec("node-exporter", NODE_EXPORTER_PORT, "/metrics"),
     Spec("alert-sink", ALERT_SINK_PORT, "/healthz"),
