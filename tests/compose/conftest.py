@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -111,3 +112,10 @@ def env_file_with(tmp_path: Path) -> Callable[..., Path]:
 def secrets() -> list[str]:
     """The secrets ``.env.example`` documents and leaves empty."""
     return env_example_secrets()
+
+
+@pytest.fixture(scope="session")
+def compose_tools() -> SimpleNamespace:
+    """What the live Compose tests need from here: the binary, the env-file writer, the secrets."""
+    return SimpleNamespace(binary=compose_binary(), write_env=write_filled_env_file, secrets=env_example_secrets(),
+                           compose_file=COMPOSE_FILE, repo=REPO)
