@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from alert_sink.amconfig import render_alertmanager
-from lab import cgroups, topology
+from lab import cgroups
 from lab.components import Component, ComponentError, JanusExporter, JanusNode, python_module
 from lab.monitoring import Alertmanager, AlertSink, NodeExporter, Prometheus
 from lab.netns import UP_NAME, UP_SLOT, NetNamespace, existing
 from lab.rule_overrides import render_prometheus
+from sfu_stack import topology
 from sfu_stack.readiness import NotReady, http_status, port_open, wait_until
 
 SECRETS = {  # name -> (generated length in bytes, what it is)

@@ -19,7 +19,7 @@ ENV_EXAMPLE = REPO / ".env.example"
 PROFILES = ("default", "federation", "load")
 DEFAULT_SERVICES = {
     "signaling", "node-exporter", "prometheus", "alertmanager-config", "alertmanager", "alert-sink", "grafana",
-    *(f"sfu-node-0{i}" for i in range(1, 5)), *(f"sfu-node-0{i}-exporter" for i in range(1, 5)),
+    *(f"sfu-node-0{i}{part}" for i in range(1, 5) for part in ("-pod", "", "-exporter")),
 }
 FEDERATION_SERVICES = {"prometheus-region-a", "prometheus-region-b", "prometheus-global"}
 LOAD_SERVICES = {"locust-master", "locust-worker", "loadtest-bots"}
@@ -37,6 +37,7 @@ UPSTREAM_VERSIONS = {
 }
 # Absolute host paths Compose may bind (node_exporter reads the host, read-only, as in dockprom).
 HOST_SYSTEM_PATHS = {"/proc", "/sys", "/"}
+DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 def one_shot(services: dict[str, Any]) -> set[str]:
@@ -78,7 +79,7 @@ def test_compose_file_follows_the_compose_spec_without_a_version_key(raw_compose
         key for key in raw_compose if key.startswith("x-")}
 
 
-def test_every_long_running_service_has_an_explicit_healthcheck_and_one_shot_ones_disable_it(services):
+def test_every_long_running_service_has_an_explicit_healthcheck_and_one_shot_ones_and_pods_disable_it(services):
     once = one_shot(services)
     assert once == {"alertmanager-config"}
     for name, svc in services.items():
@@ -87,6 +88,9 @@ def test_every_long_running_service_has_an_explicit_healthcheck_and_one_shot_one
         if name in once:
             assert check == {"disable": True}, name
             assert svc.get("restart") == "no", name
+        elif name.endswith("-pod"):  # runs an init and sleep: nothing to check
+            assert check == {"disable": True}, name
+            assert svc["entrypoint"] == ["sleep", "infinity"] and svc["init"] is True, name
         else:
             assert check["test"][0] == "CMD" and len(check["test"]) > 1, (name, check)
             assert {"interval", "timeout", "retries"} <= set(check), (name, check)
@@ -96,7 +100,8 @@ def test_every_dependency_waits_for_health_or_for_successful_completion(services
     for name, svc in services.items():
         for dependency, spec in (svc.get("depends_on") or {}).items():
             assert dependency in services, (name, dependency)
-            expected = ("service_completed_successfully" if services[dependency]["healthcheck"] == {"disable": True}
+            expected = ("service_started" if dependency.endswith("-pod")
+                        else "service_completed_successfully" if services[dependency]["healthcheck"] == {"disable": True}
                         else "service_healthy")
             assert spec.get("condition") == expected, (name, dependency, spec)
 
@@ -105,7 +110,7 @@ def test_the_start_order_is_nodes_then_exporters_then_signaling_and_monitoring_b
     nodes = [f"sfu-node-0{i}" for i in range(1, 5)]
     assert set(services["signaling"]["depends_on"]) == {*nodes, *(f"{n}-exporter" for n in nodes)}
     for node in nodes:
-        assert set(services[f"{node}-exporter"]["depends_on"]) == {node}
+        assert set(services[node]["depends_on"]) == set(services[f"{node}-exporter"]["depends_on"]) == {f"{node}-pod"}
     assert set(services["alertmanager"]["depends_on"]) == {"alertmanager-config", "alert-sink"}
     assert set(services["grafana"]["depends_on"]) == {"prometheus", "alertmanager"}
     assert set(services["prometheus-global"]["depends_on"]) == {"prometheus-region-a", "prometheus-region-b"}
@@ -165,6 +170,9 @@ def test_every_bind_mount_is_a_folder_of_this_repository_or_a_host_system_path_r
             if str(source) in HOST_SYSTEM_PATHS:
                 assert name == "node-exporter" and volume.get("read_only"), (name, volume)
                 continue
+            if str(source) == DOCKER_SOCKET:  # node-down acts on containers: said in compose.yaml
+                assert name == "loadtest-bots" and volume["target"] == DOCKER_SOCKET, (name, volume)
+                continue
             assert source.is_relative_to(REPO) and source.exists(), (name, volume)
             assert volume.get("read_only"), f"{name} mounts {source} writable"
 
@@ -203,15 +211,16 @@ def test_secrets_have_no_default_anywhere_in_compose_yaml(secrets, raw_compose):
                 assert value in secret_refs or re.fullmatch(r"\$\{[A-Z_]+:-\}", str(value)), (name, key, value)
 
 
-def test_exporters_share_their_nodes_network_and_pid_namespaces_secret_and_stats_period(services):
+def test_janus_and_its_exporter_share_their_pods_namespaces_secret_and_stats_period(services):
     for i in range(1, 5):
         node_name = f"sfu-node-0{i}"
-        node, exporter = services[node_name], services[f"{node_name}-exporter"]
-        assert exporter["network_mode"] == f"service:{node_name}"
-        assert exporter["pid"] == f"service:{node_name}"
-        assert "networks" not in exporter and not exporter.get("ports")
+        pod, node, exporter = services[f"{node_name}-pod"], services[node_name], services[f"{node_name}-exporter"]
+        assert pod["hostname"] == node_name and pod["networks"] == {"lab": {"aliases": [node_name]}}
+        for member in (node, exporter):
+            assert member["network_mode"] == member["pid"] == f"service:{node_name}-pod"
+            assert "networks" not in member and not member.get("ports")
         node_env, exporter_env = node["environment"], exporter["environment"]
-        assert node_env["JANUS_NODE_NAME"] == node_name and node["hostname"] == node_name
+        assert node_env["JANUS_NODE_NAME"] == node_name
         assert "JANUS_INTERFACE" not in node_env, "the entrypoint finds the container's address at run time"
         assert node_env["JANUS_ADMIN_SECRET"] == exporter_env["JANUS_ADMIN_SECRET"]
         assert node_env["JANUS_STATS_PERIOD"] == exporter_env["JANUS_STATS_PERIOD"] == "5"

@@ -3,7 +3,8 @@ services on ports they listen on.
 
 A service's ports are those its image's Dockerfile EXPOSEs, those its healthcheck probes on
 127.0.0.1 and the container side of its published ports. A service with ``network_mode:
-service:X`` listens in X's network namespace: ``sfu-node-01:9188`` is the exporter sidecar.
+service:X`` listens in X's network namespace: ``sfu-node-01:9188`` is the exporter sidecar in the
+node's pod, whose hostname (and network alias) is sfu-node-01.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ PENDING_JOBS: dict[str, str] = {}
 NOT_SCRAPED = {
     **{f"sfu-node-0{i}": "Janus has no /metrics: its exporter sidecar, in the node's network, is scraped"
        for i in range(1, 5)},
+    **{f"sfu-node-0{i}-pod": "holds the node's namespaces; runs nothing but sleep" for i in range(1, 5)},
     "grafana": "a viewer; the lab watches the SFU platform, not its dashboards",
     "alertmanager-config": "one-shot renderer, exits",
     "prometheus-region-a": "federation profile: the global server scrapes it (/federate)",
@@ -58,8 +60,9 @@ def listeners(services) -> dict[str, dict[int, str]]:
     for name, svc in services.items():
         if svc.get("network_mode") == "none":
             continue
-        ports = exposed_ports(svc.get("build")) | healthcheck_ports(svc) | {
-            int(p["target"]) for p in svc.get("ports") or []}
+        # A pod builds the node image but runs only sleep: what it EXPOSEs is Janus's, who joins it.
+        image_ports = set() if svc.get("entrypoint") == ["sleep", "infinity"] else exposed_ports(svc.get("build"))
+        ports = image_ports | healthcheck_ports(svc) | {int(p["target"]) for p in svc.get("ports") or []}
         host = owner[name]
         for port in ports:
             assert hosts.setdefault(host, {}).setdefault(port, name) == name, f"{host}:{port} claimed twice"

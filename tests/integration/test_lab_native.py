@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import cgroups, netns, topology
+from lab import cgroups, netns
 from lab.native import Entry, entry_alive
+from sfu_stack import topology
 
 pytestmark = pytest.mark.janus
 
