@@ -100,9 +100,9 @@ def test_every_dependency_waits_for_health_or_for_successful_completion(services
     for name, svc in services.items():
         for dependency, spec in (svc.get("depends_on") or {}).items():
             assert dependency in services, (name, dependency)
+            unchecked = services[dependency]["healthcheck"] == {"disable": True}
             expected = ("service_started" if dependency.endswith("-pod")
-                        else "service_completed_successfully" if services[dependency]["healthcheck"] == {"disable": True}
-                        else "service_healthy")
+                        else "service_completed_successfully" if unchecked else "service_healthy")
             assert spec.get("condition") == expected, (name, dependency, spec)
 
 
