@@ -53,6 +53,7 @@ class NativeControl:
             admin_token=secret["SIGNALING_ADMIN_TOKEN"], token_key=secret["SIGNALING_TOKEN_KEY"],
             prometheus=f"http://{ip}:{topology.PROMETHEUS_PORT}",
             alert_sink=f"http://{ip}:{topology.ALERT_SINK_PORT}",
+            alertmanager=f"http://{ip}:{topology.ALERTMANAGER_PORT}",
             exporters={name: f"http://{ip}:{topology.exporter_port(i)}/metrics"
                        for i, name in enumerate(topology.NODE_NAMES)},
             bots_metrics=(netns.host_ip, topology.BOTS_METRICS_PORT),

@@ -89,6 +89,7 @@ class ComposeControl:
             admin_token=env["SIGNALING_ADMIN_TOKEN"], token_key=env["SIGNALING_TOKEN_KEY"],
             prometheus=env.get("LOAD_PROMETHEUS", f"http://prometheus:{topology.PROMETHEUS_PORT}"),
             alert_sink=env.get("LOAD_ALERT_SINK", f"http://alert-sink:{topology.ALERT_SINK_PORT}"),
+            alertmanager=f"http://alertmanager:{topology.ALERTMANAGER_PORT}",
             exporters={n: f"http://{n}:{topology.EXPORTER_PORT}/metrics" for n in topology.NODE_NAMES},
             bots_metrics=("0.0.0.0", topology.BOTS_METRICS_PORT),
             timeout_scale=float(env.get("LOAD_TIMEOUT_SCALE", "4")),

@@ -21,6 +21,7 @@ class Endpoints:
     token_key: str
     prometheus: str
     alert_sink: str
+    alertmanager: str
     exporters: dict[str, str]  # node -> /metrics URL
     bots_metrics: tuple[str, int]  # where the bots' /metrics listens (Prometheus's loadtest_bots target)
     timeout_scale: float = 1.0  # deadlines are sized for the fast alert rules; >1 for the committed ones

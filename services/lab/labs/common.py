@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from lab.native import NativeStack, load_secrets
+from lab.native import NativeStack
 from sfu_stack import topology
+from sfu_stack.control import StackControl
 
 ANSWERS_FILE = topology.REPO / "labs" / "answers.yml"
 # Job names of prometheus/prometheus.yml the checks select on.
@@ -128,23 +130,24 @@ class LiveStack:
     ns_ip: str = ""
 
     @classmethod
+    def of(cls, control: StackControl, home: Path, *, prometheus: str | None = None) -> LiveStack:
+        """Where ``control``'s stack answers (``StackControl.endpoints``), whichever runner it is on."""
+        found = control.endpoints()
+        signaling = found.signaling_ws.split("/ws/", 1)[0].replace("ws://", "http://", 1)
+        return cls(prometheus=prometheus or found.prometheus, alertmanager=found.alertmanager,
+                   alert_sink=found.alert_sink, signaling=signaling, signaling_admin=found.signaling_admin,
+                   admin_token=found.admin_token, exporters=dict(found.exporters), home=home,
+                   host_ip=found.ice_address or "", ns_ip=urlsplit(signaling).hostname or "")
+
+    @classmethod
     def native(cls, stack: NativeStack | None = None, *, prometheus: str | None = None) -> LiveStack:
         """The stack ``lab up`` started (``StackNotUp`` naming ``lab up`` when there is none)."""
+        from lab.control import NativeControl
+
         stack = stack or NativeStack()
-        netns = stack.netns()
-        if netns is None:
+        if stack.netns() is None:
             raise StackNotUp(f"the native stack is not up (no state in {stack.state_file}): start it with `lab up`")
-        ip = netns.ns_ip
-        return cls(
-            prometheus=prometheus or f"http://{ip}:{topology.PROMETHEUS_PORT}",
-            alertmanager=f"http://{ip}:{topology.ALERTMANAGER_PORT}",
-            alert_sink=f"http://{ip}:{topology.ALERT_SINK_PORT}",
-            signaling=f"http://{ip}:{topology.SIGNALING_PORT}",
-            signaling_admin=f"http://{ip}:{topology.SIGNALING_ADMIN_PORT}",
-            admin_token=load_secrets(stack.home, stack.env)["SIGNALING_ADMIN_TOKEN"],
-            exporters={name: f"http://{ip}:{topology.exporter_port(i)}/metrics"
-                       for i, name in enumerate(topology.NODE_NAMES)},
-            home=stack.home, host_ip=netns.host_ip, ns_ip=ip)
+        return cls.of(NativeControl(stack), stack.home, prometheus=prometheus)
 
     def require_prometheus(self) -> None:
         try:
