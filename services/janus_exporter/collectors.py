@@ -201,11 +201,56 @@ class ProcessCollector:
         yield GaugeMetricFamily("sfu_process_threads", "Threads of the Janus process", value=sample.threads)
 
 
+class LinkCollector:
+    """The node's shaped media link (its htb class and bounded queue, ``tc -s qdisc``).
+
+        sfu_link_up 1.0
+        sfu_link_capacity_bytes_per_second 750000.0
+        sfu_link_queue_limit_packets 50.0
+        sfu_link_sent_bytes_total 1.0356e+08
+        sfu_link_sent_packets_total 98211.0
+        sfu_link_dropped_packets_total 4133.0
+        sfu_link_backlog_bytes 58320.0
+        sfu_link_backlog_packets 48.0
+
+    ``sfu_link_up 0`` alone when ``tc`` cannot be read or the node's link is not shaped; nothing at
+    all with ``JANUS_EXPORTER_LINK_QDISC=off``.
+    """
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+
+    def collect(self) -> Iterator[Metric]:
+        if self.exporter.config.link_qdisc is None:
+            return
+        link = self.exporter.link
+        yield GaugeMetricFamily("sfu_link_up", "1 if the node's shaped link was read from tc -s qdisc",
+                                value=int(link is not None))
+        if link is None:
+            return
+        if link.rate_bits_per_second is not None:
+            yield GaugeMetricFamily("sfu_link_capacity_bytes_per_second", "Rate of the node's link (its htb class)",
+                                    value=link.rate_bits_per_second / 8)
+        if link.limit_packets is not None:
+            yield GaugeMetricFamily("sfu_link_queue_limit_packets", "Bound of the link's queue (pfifo limit)",
+                                    value=link.limit_packets)
+        yield CounterMetricFamily("sfu_link_sent_bytes", "Bytes of Janus RTP/RTCP the link sent",
+                                  value=link.sent_bytes)
+        yield CounterMetricFamily("sfu_link_sent_packets", "Packets of Janus RTP/RTCP the link sent",
+                                  value=link.sent_packets)
+        yield CounterMetricFamily("sfu_link_dropped_packets", "Packets dropped by the link: its queue was full",
+                                  value=link.dropped_packets)
+        yield GaugeMetricFamily("sfu_link_backlog_bytes", "Bytes waiting in the link's queue", value=link.backlog_bytes)
+        yield GaugeMetricFamily("sfu_link_backlog_packets", "Packets waiting in the link's queue",
+                                value=link.backlog_packets)
+
+
 def build_registry(exporter: Exporter, registry: CollectorRegistry | None = None) -> CollectorRegistry:
     """A registry holding the exporter's collectors (and nothing else: no client_python defaults)."""
     registry = registry or CollectorRegistry(auto_describe=False)
     collectors: tuple[Collector, ...] = (JanusCollector(exporter), MediaCollector(exporter),
-                                         EventsCollector(exporter), ProcessCollector(exporter))
+                                         EventsCollector(exporter), ProcessCollector(exporter),
+                                         LinkCollector(exporter))
     for collector in collectors:
         registry.register(collector)
     return registry

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,14 @@ def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
     return networks
 
 
+def _link_qdisc(text: str) -> str | None:
+    if text == "off":
+        return None
+    if not re.fullmatch(r"[0-9a-f]{1,4}:", text):
+        raise ValueError("must be a tc handle such as 10: or off")
+    return text
+
+
 def _optional(text: str) -> str | None:
     return text or None
 
@@ -109,6 +118,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the node's CPU budget in cores (the Compose cpus: limit); default: CPUs of the machine"),
     Setting("JANUS_EXPORTER_PIDFILE", "pidfile", _optional, "", "Janus pid file; empty: find the process by name"),
     Setting("JANUS_EXPORTER_PROCESS_NAME", "process_name", str, "janus", "process name to find when no pid file"),
+    Setting("JANUS_EXPORTER_LINK_QDISC", "link_qdisc", _link_qdisc, "10:",
+            "tc handle of the node's shaped link (janus_node.link: slot 1 = 10:); off: no link metrics"),
 )
 
 
@@ -127,6 +138,7 @@ class Config:
     cpu_budget_cores: float
     pidfile: str | None
     process_name: str
+    link_qdisc: str | None
 
 
 def load(env: Mapping[str, str]) -> Config:

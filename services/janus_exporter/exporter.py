@@ -3,8 +3,9 @@
 ``Exporter.refresh`` runs before every exposition: it sweeps the node (``inventory.sweep``), feeds
 ``handle_info`` media into the ledger when the Admin API is the media source (announcing handles
 created since the previous sweep, whose counters start at zero), retires handles that went away,
-and reads the Janus process. A sweep that fails or misses its deadline leaves no inventory (the
-collectors then expose ``janus_up 0`` and no inventory gauges) and one log line.
+and reads the Janus process and the node's shaped link (``tc -s qdisc``). A sweep that fails or
+misses its deadline leaves no inventory (the collectors then expose ``janus_up 0`` and no inventory
+gauges) and one log line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from janus_exporter.admin import ERROR_REASONS, AdminClient, classify
 from janus_exporter.config import Config
 from janus_exporter.events import EventSink
 from janus_exporter.inventory import Inventory, handle_age_seconds, peer_connection_up, sweep
+from janus_exporter.link import LinkSample, LinkUnreadable
+from janus_exporter.link import read as read_link
 from janus_exporter.media import BadSample, MediaLedger, PeerConnections, streams_from_handle_info
 from janus_exporter.process import JanusProcess, ProcessSample
 
@@ -54,6 +57,8 @@ class Exporter:
         self.scrape_duration_seconds = 0.0
         self.process_sample: ProcessSample | None = None
         self.cpu_usage_percent: float | None = None
+        self.link: LinkSample | None = None
+        self.link_problem: str | None = None
         self._last_problem: str | None = None
         self._watching_since = time.monotonic() if watching_since is None else watching_since
 
@@ -87,7 +92,20 @@ class Exporter:
             log.debug("no Janus process reading: %s", self.process.problem)
         else:
             self.process_sample, self.cpu_usage_percent = reading
+        await self._read_link()
         self.scrape_duration_seconds = time.perf_counter() - started
+
+    async def _read_link(self) -> None:
+        if self.config.link_qdisc is None:
+            return
+        try:
+            self.link = await read_link(self.config.link_qdisc)
+        except LinkUnreadable as exc:
+            if self.link_problem != str(exc):
+                log.info("sfu_link_up=0: %s", exc)
+            self.link, self.link_problem = None, str(exc)
+        else:
+            self.link_problem = None
 
     def _account_media(self, inventory: Inventory) -> int:
         """Bring the ledger up to date with this sweep; return the PeerConnections up."""
