@@ -106,8 +106,9 @@ class Fleet:
         return list(await asyncio.gather(*(self._one("publisher", one) for _ in range(count))))
 
     async def subscribers(self, room: str, count: int, *, feeds: int = 1,
-                          loss: Callable[[], PacketLoss] | None = None) -> list[Bot]:
-        """``count`` subscribers, each receiving the first ``feeds`` publishers of ``room``."""
+                          loss: Callable[[], PacketLoss] | None = None, node: str | None = None) -> list[Bot]:
+        """``count`` subscribers, each receiving the first ``feeds`` publishers of ``room`` (on SFU ``node``,
+        when known: it labels the retransmissions they receive)."""
 
         async def one() -> Bot:
             bot, joined = await self._join(room, "subscriber")
@@ -116,12 +117,12 @@ class Fleet:
                 added = await bot.client.receive("publisher_added", timeout=15)
                 known += [p["feed"] for p in added["publishers"]]
             for feed in known[:feeds]:
-                await self._subscribe(bot, feed, loss() if loss else None)
+                await self._subscribe(bot, feed, loss() if loss else None, node)
             return bot
 
         return list(await asyncio.gather(*(self._one("subscriber", one) for _ in range(count))))
 
-    async def _subscribe(self, bot: Bot, feed: int, loss: PacketLoss | None) -> None:
+    async def _subscribe(self, bot: Bot, feed: int, loss: PacketLoss | None, node: str | None = None) -> None:
         pc = new_peer_connection()
         bot.pcs.append(pc)
         started = time.monotonic()
@@ -136,6 +137,8 @@ class Fleet:
         from aiortc import RTCSessionDescription
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        for receiver in pc.getReceivers():
+            receiver.lab_node = node  # type: ignore[attr-defined]  # read by metrics.count_feedback
         if loss is not None:
             loss.on_drop = self.metrics.dropped.labels("received").inc
             drop_incoming_rtp(pc, loss)

@@ -2,12 +2,15 @@
 
 Janus 1.1.2 counts neither PLI nor FIR; the bots count the PLIs (and NACKed packets) their aiortc
 receivers send, by wrapping ``RTCRtpReceiver._send_rtcp_pli`` / ``_send_rtcp_nack`` once per
-process. aiortc never sends FIR, so there is no FIR counter. Labels come from fixed sets only.
+process, and the retransmissions (RTX packets) they receive by wrapping ``_handle_rtp_packet``;
+those are labelled with the SFU node a scenario says the subscription is on (a receiver's ``lab_node``,
+one of the stack's node names). aiortc never sends FIR, so there is no FIR counter. Labels come from fixed sets only.
 
     bot_frames_received_total{media="video"} 2210.0
     bot_freezes_total 3.0
     bot_nacks_sent_total 148.0
     bot_plis_sent_total 2.0
+    bot_retransmissions_received_total{node="sfu-node-04"} 131.0
     bot_packets_dropped_total{direction="received"} 150.0
     bot_join_duration_seconds_bucket{le="0.05"} 12.0
     bot_ice_connect_seconds_bucket{le="0.1",role="subscriber"} 12.0
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiortc.codecs import is_rtx
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -37,6 +41,9 @@ class BotMetrics:
         self.nacks = Counter("bot_nacks_sent", "RTP packets the bots' receivers NACKed", registry=registry)
         self.plis = Counter("bot_plis_sent", "Picture loss indications the bots' receivers sent",
                             registry=registry)
+        self.retransmissions = Counter("bot_retransmissions_received",
+                                       "RTX packets the bots' receivers got (Janus's retransmissions), by SFU node "
+                                       "(unknown: the scenario did not say)", ["node"], registry=registry)
         self.dropped = Counter("bot_packets_dropped", "RTP packets dropped on purpose (loss injection)",
                                ["direction"], registry=registry)
         self.join = Histogram("bot_join_duration_seconds", "join sent -> joined received", registry=registry,
@@ -67,6 +74,13 @@ def count_feedback(metrics: BotMetrics) -> None:
     if not first:
         return
     send_nack, send_pli = RTCRtpReceiver._send_rtcp_nack, RTCRtpReceiver._send_rtcp_pli
+    handle_rtp = RTCRtpReceiver._handle_rtp_packet
+
+    async def rtp(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        codec = self._RTCRtpReceiver__codecs.get(packet.payload_type)
+        if _counting is not None and codec is not None and is_rtx(codec):
+            _counting.retransmissions.labels(getattr(self, "lab_node", None) or "unknown").inc()
+        await handle_rtp(self, packet, arrival_time_ms)
 
     async def nack(self: Any, media_ssrc: int, lost: list[int]) -> None:
         if _counting is not None:
@@ -80,3 +94,4 @@ def count_feedback(metrics: BotMetrics) -> None:
 
     RTCRtpReceiver._send_rtcp_nack = nack  # type: ignore[method-assign]
     RTCRtpReceiver._send_rtcp_pli = pli  # type: ignore[method-assign]
+    RTCRtpReceiver._handle_rtp_packet = rtp  # type: ignore[method-assign]
