@@ -624,6 +624,18 @@ def timeline(data: Mapping[str, Any]) -> list[tuple[float, str]]:
     return sorted(events)
 
 
+def chain_table(chain: Sequence[Mapping[str, Any]], node: str) -> list[str]:
+    """The incident's chain on the hot node, one row per recorded step (``facts["hot_node_chain"]``)."""
+    columns = [key for key in ("link_sent_kbit_per_s", "link_drops_per_s", "nacks_per_s", "retransmissions_per_s")
+               if any(key in row for row in chain)]
+    lines = [f"<h2>The chain on {html.escape(node)}: link, drops, NACKs, retransmissions</h2>",
+             "<table><tr><th>at</th>" + "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+             + "</tr>"]
+    lines += ["<tr><td>" + _clock(float(row["at"])) + "</td>"
+              + "".join(f"<td>{row.get(c, '')}</td>" for c in columns) + "</tr>" for row in chain]
+    return [*lines, "</table>"]
+
+
 def render_html(data: Mapping[str, Any], all_panels: Sequence[Panel]) -> str:
     e = html.escape
     t0 = data["t0"]
@@ -658,10 +670,14 @@ def render_html(data: Mapping[str, Any], all_panels: Sequence[Panel]) -> str:
         lines.append('<tr><td colspan="3">no phases and no alerts in this range</td></tr>')
     lines.append("</table>")
     if scenario and scenario.get("facts"):
+        facts = dict(scenario["facts"])
+        chain = facts.pop("hot_node_chain", None)
         lines += ["<h2>Scenario facts</h2>", "<table>"]
         lines += [f"<tr><th>{e(str(k))}</th><td>{e(v if isinstance(v, str) else json.dumps(v))}</td></tr>"
-                  for k, v in scenario["facts"].items()]
+                  for k, v in facts.items()]
         lines.append("</table>")
+        if chain:
+            lines += chain_table(chain, facts.get("mega_room_node") or "the hot node")
     if data["alerts"]:
         lines += ["<h2>Alerts</h2>", "<table><tr><th>alert</th><th>target</th><th>severity</th><th>firing from</th>"
                   "<th>until</th><th>for</th></tr>"]

@@ -77,6 +77,13 @@ def egress_bps(node: str, t: float) -> float:
     return 8000.0 * handles(node, t) * (0.8 if node == HOT and 300 <= t < 700 else 1.0)
 
 
+LINK_BPS = 9e6  # each node's shaped link
+
+
+def link_drop_rate(node: str, t: float) -> float:  # packets/s the full link drops: the hot node only, before NACKs
+    return 40.0 * _ramp(t, 200, 300, 0, 1) if node == HOT and t < 700 else 0.0
+
+
 def openmetrics(start: float, begin: int, end: int) -> str:
     """Every series of the dashboards from ``begin`` to ``end`` s after ``start``, one sample every 15 s."""
     times = range(begin, end + 1, EVERY)
@@ -109,6 +116,14 @@ def openmetrics(start: float, begin: int, end: int) -> str:
                 counter(lambda t, n=node: nack_rate(n, t) / 2))
             add("sfu_bytes_total", {**sfu, "direction": direction, "media": "video"},
                 counter(lambda t, n=node, d=direction: (egress_bps(n, t) if d == "sent" else 64000.0) / 8))
+        add("sfu_link_up", sfu, lambda t: 1)
+        add("sfu_link_capacity_bytes_per_second", sfu, lambda t: LINK_BPS / 8)
+        add("sfu_link_queue_limit_packets", sfu, lambda t: 50)
+        add("sfu_link_sent_bytes_total", sfu, counter(lambda t, n=node: min(egress_bps(n, t), LINK_BPS) / 8))
+        add("sfu_link_dropped_packets_total", sfu, counter(lambda t, n=node: link_drop_rate(n, t)))
+        add("sfu_link_backlog_packets", sfu, lambda t, n=node: 48 if link_drop_rate(n, t) else 0)
+        add("bot_retransmissions_received_total", {"job": "loadtest_bots", "instance": "198.18.125.1:9400",
+                                                   "node": node}, counter(lambda t, n=node: nack_rate(n, t) * 0.8))
         add("sfu_active_handles", sfu, lambda t, n=node: handles(n, t))
         add("sfu_rooms_active", sfu, lambda t, n=node: 1 + handles(n, t) // 6)
         add("sfu_peerconnections_active", sfu, lambda t, n=node: handles(n, t) - 1)
@@ -168,7 +183,9 @@ def scenario_result(start: float) -> dict[str, Any]:
         # As the runner saw them (it polls every 2 s): a little later than the rule evaluations.
         "alerts": [{"alertname": a, "node": HOT, "fired_at": firing + 3.0, "resolved_at": until + 17.0}
                    for a, (_, firing, until) in ALERT_WINDOWS.items()],
-        "facts": {"mega_room_node": HOT},
+        "facts": {"mega_room_node": HOT, "hot_node_chain": [
+            {"at": at, "link_sent_kbit_per_s": min(egress_bps(HOT, at), LINK_BPS) / 1000,
+             "link_drops_per_s": link_drop_rate(HOT, at), "nacks_per_s": nack_rate(HOT, at)} for at in (0, 300, 800)]},
     }
 
 

@@ -90,6 +90,10 @@ def test_the_html_page_shows_every_panel_with_its_queries_and_the_timeline_of_ph
         assert f"phase {name}" in timeline and f"+{at // 60:02d}:{at % 60:02d}" in timeline
     assert f"SFUHighCPU {HOT} firing" in timeline and "+08:00" in timeline
     assert f"<tr><th>mega_room_node</th><td>{HOT}</td></tr>" in page
+    chain = page.split(f"<h2>The chain on {HOT}: link, drops, NACKs, retransmissions</h2>")[1].split("</table>")[0]
+    assert "<th>link drops per s</th>" in chain
+    assert "<tr><td>+05:00</td><td>550.4</td><td>40.0</td><td>31.0</td></tr>" in chain
+    assert "hot_node_chain" not in page, "the chain is its own table, not a fact"
     assert "<script" not in page
     assert json.loads((report.out_dir / "report.json").read_text())["panels"] == report.data["panels"]
 
