@@ -206,7 +206,7 @@ class LinkCollector:
 
         sfu_link_up 1.0
         sfu_link_capacity_bytes_per_second 750000.0
-        sfu_link_queue_limit_packets 50.0
+        sfu_link_queue_limit_bytes 150000.0
         sfu_link_sent_bytes_total 1.0356e+08
         sfu_link_sent_packets_total 98211.0
         sfu_link_dropped_packets_total 4133.0
@@ -231,9 +231,9 @@ class LinkCollector:
         if link.rate_bits_per_second is not None:
             yield GaugeMetricFamily("sfu_link_capacity_bytes_per_second", "Rate of the node's link (its htb class)",
                                     value=link.rate_bits_per_second / 8)
-        if link.limit_packets is not None:
-            yield GaugeMetricFamily("sfu_link_queue_limit_packets", "Bound of the link's queue (pfifo limit)",
-                                    value=link.limit_packets)
+        if link.limit_bytes is not None:
+            yield GaugeMetricFamily("sfu_link_queue_limit_bytes", "Bound of the link's queue (bfifo limit)",
+                                    value=link.limit_bytes)
         yield CounterMetricFamily("sfu_link_sent_bytes", "Bytes of Janus RTP/RTCP the link sent",
                                   value=link.sent_bytes)
         yield CounterMetricFamily("sfu_link_sent_packets", "Packets of Janus RTP/RTCP the link sent",

@@ -1,6 +1,6 @@
 """What the node's shaped link does, from ``tc -s qdisc`` (reading qdisc stats needs no capability).
 
-The link is the pfifo leaf ``janus_node.link`` puts under the node's htb class (handle ``10:`` in a
+The link is the bfifo leaf ``janus_node.link`` puts under the node's htb class (handle ``10:`` in a
 Compose pod, ``10:``..``40:`` natively, where the four nodes share one device). ``read`` finds it on
 any device of the exporter's network namespace and returns its counters, plus the class's rate
 from ``tc class show`` (its JSON form is broken in iproute2 6.1: the text is parsed).
@@ -27,7 +27,7 @@ class LinkSample:
     dropped_packets: int
     backlog_bytes: int
     backlog_packets: int
-    limit_packets: int | None
+    limit_bytes: int | None
     rate_bits_per_second: float | None
 
 
@@ -52,7 +52,7 @@ def find(qdiscs: list[dict], handle: str, classes: str = "") -> LinkSample:
             return LinkSample(sent_bytes=int(qdisc.get("bytes", 0)), sent_packets=int(qdisc.get("packets", 0)),
                               dropped_packets=int(qdisc.get("drops", 0)), backlog_bytes=int(qdisc.get("backlog", 0)),
                               backlog_packets=int(qdisc.get("qlen", 0)),
-                              limit_packets=(qdisc.get("options") or {}).get("limit"), rate_bits_per_second=rate)
+                              limit_bytes=(qdisc.get("options") or {}).get("limit"), rate_bits_per_second=rate)
     raise LinkUnreadable(f"no qdisc {handle} (the node's link is not shaped)")
 
 

@@ -36,7 +36,7 @@ async def test_rtp_over_the_link_is_dropped_by_its_queue_and_exported_other_traf
     with NetNamespace.create() as ns, receiver:
         receiver.setsockopt(socket.SOL_SOCKET, 33, 16 * 2**20)  # SO_RCVBUFFORCE (root)
         receiver.bind((ns.host_ip, 9999))
-        apply(ns.ns_if, [Link(1, 2000, (20000, 20999), 20), Link(2, 2000, (21000, 21999), 20)],
+        apply(ns.ns_if, [Link(1, 2000, (20000, 20999), 40), Link(2, 2000, (21000, 21999), 40)],
               prefix=ns.exec_prefix())
         exporter = Component("link-exporter", python_module("janus_exporter"), tmp_path, netns=ns, env={
             "JANUS_ADMIN_SECRET": "not-a-janus-here", "JANUS_EXPORTER_ADMIN_URL": "http://127.0.0.1:9/admin",
@@ -45,7 +45,7 @@ async def test_rtp_over_the_link_is_dropped_by_its_queue_and_exported_other_traf
         exporter.start()
         try:
             exporter.wait_ready(lambda: port_open(ns.ns_ip, 9188))
-            blast(ns, 20007, 2000)  # node 1's RTP port: 2 MB at once into a 2 Mbit/s link with a 20-packet queue
+            blast(ns, 20007, 2000)  # node 1's RTP port: 2 MB at once into a 2 Mbit/s link, 40 ms (10 kB) of queue
             blast(ns, 30000, 2000)  # not an RTP port of any node: unshaped
             samples = await scrape_samples(f"http://{ns.ns_ip}:9188/metrics")
         finally:
@@ -60,7 +60,7 @@ async def test_rtp_over_the_link_is_dropped_by_its_queue_and_exported_other_traf
             sources[port] = sources.get(port, 0) + 1
     assert value(samples, "sfu_link_up") == 1
     assert value(samples, "sfu_link_capacity_bytes_per_second") == 2000 * 1000 / 8
-    assert value(samples, "sfu_link_queue_limit_packets") == 20
+    assert value(samples, "sfu_link_queue_limit_bytes") == 2000 * 40 // 8
     dropped, sent = value(samples, "sfu_link_dropped_packets_total"), value(samples, "sfu_link_sent_packets_total")
     assert dropped > 1500 and sent + dropped + value(samples, "sfu_link_backlog_packets") == 2000, samples
     assert sources.get(30000) == 2000, "traffic from a non-RTP port is not shaped"

@@ -118,10 +118,10 @@ def openmetrics(start: float, begin: int, end: int) -> str:
                 counter(lambda t, n=node, d=direction: (egress_bps(n, t) if d == "sent" else 64000.0) / 8))
         add("sfu_link_up", sfu, lambda t: 1)
         add("sfu_link_capacity_bytes_per_second", sfu, lambda t: LINK_BPS / 8)
-        add("sfu_link_queue_limit_packets", sfu, lambda t: 50)
+        add("sfu_link_queue_limit_bytes", sfu, lambda t: LINK_BPS / 8 * 0.2)
         add("sfu_link_sent_bytes_total", sfu, counter(lambda t, n=node: min(egress_bps(n, t), LINK_BPS) / 8))
         add("sfu_link_dropped_packets_total", sfu, counter(lambda t, n=node: link_drop_rate(n, t)))
-        add("sfu_link_backlog_packets", sfu, lambda t, n=node: 48 if link_drop_rate(n, t) else 0)
+        add("sfu_link_backlog_bytes", sfu, lambda t, n=node: 220000 if link_drop_rate(n, t) else 0)
         add("bot_retransmissions_received_total", {"job": "loadtest_bots", "instance": "198.18.125.1:9400",
                                                    "node": node}, counter(lambda t, n=node: nack_rate(n, t) * 0.8))
         add("sfu_active_handles", sfu, lambda t, n=node: handles(n, t))

@@ -26,8 +26,8 @@ def test_a_1024_aligned_range_is_one_filter_and_the_default_range_a_few():
 def test_commands_shape_only_udp_from_the_node_ports_and_leave_the_rest_unclassified():
     argv = commands("sln1", [Link(2, 9000, (21000, 21999), 40)])
     assert argv[0] == ["tc", "qdisc", "replace", "dev", "sln1", "root", "handle", "1:", "htb"]  # no default class
-    assert ["rate", "9000kbit", "ceil", "9000kbit"] == argv[1][-4:]
-    assert argv[2][-5:] == ["handle", "20:", "pfifo", "limit", "40"]
+    assert argv[1][-4:] == ["rate", "9000kbit", "ceil", "9000kbit"]
+    assert argv[2][-5:] == ["handle", "20:", "bfifo", "limit", str(9000 * 40 // 8)], "40 ms at 9 Mbit/s"
     filters = [a for a in argv if a[1] == "filter"]
     assert filters and all(a[a.index("protocol", 8) + 1] == "17" and a[-1] == "1:2" for a in filters)
 
@@ -40,7 +40,7 @@ def test_leaf_handles_are_hex_per_slot():
 
 QDISCS = [
     {"kind": "htb", "handle": "1:", "dev": "sln8000", "root": True, "bytes": 9, "packets": 1, "drops": 7},
-    {"kind": "pfifo", "handle": "20:", "dev": "sln8000", "parent": "1:2", "options": {"limit": 50},
+    {"kind": "bfifo", "handle": "20:", "dev": "sln8000", "parent": "1:2", "options": {"limit": 60000},
      "bytes": 120000, "packets": 100, "drops": 7, "backlog": 6000, "qlen": 5},
 ]
 CLASSES = "class htb 1:1 root leaf 10: prio 0 rate 1Mbit ceil 1Mbit burst 1600b cburst 1600b \n" \
@@ -50,7 +50,7 @@ CLASSES = "class htb 1:1 root leaf 10: prio 0 rate 1Mbit ceil 1Mbit burst 1600b 
 def test_the_exporter_finds_its_leaf_and_its_class_rate():
     sample = find(QDISCS, "20:", CLASSES)
     assert (sample.sent_bytes, sample.sent_packets, sample.dropped_packets) == (120000, 100, 7)
-    assert (sample.backlog_bytes, sample.backlog_packets, sample.limit_packets) == (6000, 5, 50)
+    assert (sample.backlog_bytes, sample.backlog_packets, sample.limit_bytes) == (6000, 5, 60000)
     assert sample.rate_bits_per_second == 9.5e6
     with pytest.raises(LinkUnreadable, match="not shaped"):
         find(QDISCS, "30:")
