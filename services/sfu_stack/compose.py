@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sfu_stack import topology
@@ -134,8 +135,16 @@ class ComposeControl:
         api._raise_for_status(reply)
 
     def janus_cpu_seconds(self, node: str) -> float:
+        return self.janus_cpu_sample(node)[1]
+
+    def janus_cpu_sample(self, node: str) -> tuple[float, float]:
+        """(when the engine read it, as a Unix time; the container's CPU seconds): rates taken from
+        the engine's own read times do not carry the API call's latency."""
         stats = self._janus(node).stats(stream=False, one_shot=True)
-        return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+        read = stats["read"]  # RFC 3339 with nanoseconds: 2026-12-02T01:47:18.123456789Z
+        whole, _, fraction = read.rstrip("Z").partition(".")
+        when = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp() + float(f"0.{fraction or 0}")
+        return when, float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
 
     def start_hint(self, node_cpus: float) -> str:
         return (f"SFU_NODE_CPUS={node_cpus:g} docker compose up -d --wait (then run the scenario again; "

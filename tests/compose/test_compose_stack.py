@@ -162,7 +162,8 @@ def test_locust_master_and_worker_run_headless_for_30_s_against_compose_signalin
 
 
 class CpuSampler(threading.Thread):
-    """Samples a node's Janus CPU time from its container's cgroup every ``every`` s."""
+    """Samples a node's Janus CPU time from its container's cgroup (``docker stats``) every ``every`` s,
+    timed by the engine's read times."""
 
     def __init__(self, control: ComposeControl, node: str, every: float = 5.0) -> None:
         super().__init__(daemon=True)
@@ -171,9 +172,9 @@ class CpuSampler(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        last = (time.monotonic(), self.control.janus_cpu_seconds(self.node))
+        last = self.control.janus_cpu_sample(self.node)
         while not self.done.wait(self.every):
-            now = (time.monotonic(), self.control.janus_cpu_seconds(self.node))
+            now = self.control.janus_cpu_sample(self.node)
             self.rates.append((now[1] - last[1]) / (now[0] - last[0]))
             last = now
 
@@ -201,8 +202,9 @@ def test_the_ci_sized_incident_through_loadtest_bots_fires_resolves_and_notifies
     stack.facts["incident"] = {"alerts": result["alerts"], "janus_04_peak_cores": round(peak, 4),
                                "limit_cores": limit, "bots_cpu": result["facts"].get("bots_cpu_share_of_a_core")}
     print(f"sfu-node-04 Janus CPU, {len(sampler.rates)} samples of 5 s: peak {peak:.4f} cores, limit {limit}")
-    # The quota is enforced per 100 ms period: over 5 s the usage cannot exceed it beyond a rounding.
-    assert peak <= limit * 1.05, sampler.rates
+    # The quota is enforced per 100 ms period: over 5 s the usage cannot exceed it beyond a period's
+    # rounding at each end (2 x 100 ms x limit in 5 s: 4 %).
+    assert peak <= limit * 1.04, sampler.rates
     assert peak >= limit * 0.8, f"the node never reached its limit, so the check proves nothing: {sampler.rates}"
 
 
