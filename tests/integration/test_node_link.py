@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from sfu_stack.readiness import port_open
 from support import scrape_samples, value
 
 pytestmark = pytest.mark.janus
+POD_SH = Path(__file__).resolve().parents[2] / "services" / "janus" / "pod.sh"
 SEND = """
 import socket, sys
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -80,3 +82,30 @@ async def test_an_unshaped_node_reports_link_down_and_nothing_else(tmp_path):
             exporter.stop()
     assert value(samples, "sfu_link_up") == 0
     assert not [name for name, _ in samples if name.startswith("sfu_link_") and name != "sfu_link_up"]
+
+
+def test_the_pod_entrypoint_shapes_its_namespace_then_sleeps_without_root_or_capabilities(tmp_path):
+    """services/janus/pod.sh as compose.yaml's pods run it (SFU_NODE_LINK_KBIT set), here in a namespace."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "python3"  # the image's python3, with janus_node importable
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    with NetNamespace.create() as ns:
+        pod = Component("pod", ["sh", str(POD_SH)], tmp_path, netns=ns, env={
+            "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "SFU_NODE_LINK_KBIT": "3000",
+            "SFU_NODE_LINK_DEV": ns.ns_if, "JANUS_RTP_PORT_RANGE": "20000-20999"})
+        pod.start()
+        try:
+            def sleeping_unprivileged() -> bool:
+                status = Path(f"/proc/{pod.pid}/status").read_text()
+                return "sleep" in Path(f"/proc/{pod.pid}/comm").read_text() and "\nUid:\t10001\t" in status
+            pod.wait_ready(sleeping_unprivileged)
+            status = Path(f"/proc/{pod.pid}/status").read_text()
+            qdiscs = subprocess.run([*ns.exec_prefix(), "tc", "qdisc", "show", "dev", ns.ns_if], capture_output=True,
+                                    text=True, check=True).stdout
+        finally:
+            pod.stop()
+    assert "CapEff:\t0000000000000000" in status and "CapBnd:\t0000000000000000" in status, status
+    assert "qdisc htb 1: root" in qdiscs and "qdisc bfifo 10: parent 1:1 limit 75000b" in qdiscs, qdiscs
+    assert "janus_node.link: " in pod.log_path.read_text()
