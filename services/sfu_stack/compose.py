@@ -147,5 +147,6 @@ class ComposeControl:
         return when, float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
 
     def start_hint(self, node_cpus: float) -> str:
-        return (f"SFU_NODE_CPUS={node_cpus:g} docker compose up -d --wait (then run the scenario again; "
-                "the exporters' CPU budget follows SFU_NODE_CPUS)")
+        return (f"set SFU_NODE_CPUS={node_cpus:g} in .env, then docker compose up -d --wait and run the "
+                "scenario again (the exporters' CPU budget follows it; a value given to `up` alone is undone "
+                "by the next `run`, which brings the nodes back in line with .env)")
