@@ -229,14 +229,10 @@ def test_a_prometheus_restart_keeps_the_series_from_before_it(stack):
     done = stack.compose("restart", "prometheus", timeout=180)
     assert done.returncode == 0, done.stderr
 
-    wait_until(lambda: _status(f"{PROMETHEUS}/-/ready") == 200, timeout=120, what="Prometheus ready again",
+    wait_until(lambda: http_status(f"{PROMETHEUS}/-/ready") == 200, timeout=120, what="Prometheus ready again",
                interval=1)
     kept = get_json(f"{PROMETHEUS}/api/v1/query", query=promql, time=str(before))["data"]["result"]
     assert kept, "the series from before the restart are gone (prometheus-data is not a named volume?)"
-
-
-def _status(url: str) -> int:
-    return http_status(url)
 
 
 def test_down_leaves_no_container_network_or_volume(stack):
