@@ -1,8 +1,8 @@
 """Scenarios (``lab scenario NAME``): incident, silent-failure, node-down, auth-storm.
 
 Each entry names the coroutine that tells the story, the default size (the one knob: the incident's
-mega-room participants; CI runs a smaller size of the same story), and the SFU nodes' CPU budget the
-stack must run with for that size (None: any).
+mega-room participants; CI runs a smaller size of the same story), and the SFU nodes' CPU budget and
+media link (kbit/s) the stack must run with for that size (None: any).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Scenario:
     default_size: int
     node_cpus: Callable[[int], float | None]  # None: any budget will do
     summary: str
+    link_kbit: Callable[[int], int | None] = lambda size: None  # None: any link (shaped or not) will do
 
 
 def _any_budget(size: int) -> float | None:
@@ -27,12 +28,13 @@ def _any_budget(size: int) -> float | None:
 
 
 def scenarios() -> dict[str, Scenario]:
-    from loadtest.scenarios.incident import node_cpus_for, run_incident
+    from loadtest.scenarios.incident import link_kbit_for, node_cpus_for, run_incident
     from loadtest.scenarios.others import run_auth_storm, run_node_down, run_silent_failure
 
     found = [
         Scenario("incident", run_incident, 500, node_cpus_for,
-                 "least_rooms piles rooms on the mega-room's node; CPU and NACK alerts fire; the fix resolves them"),
+                 "least_rooms piles rooms on the mega-room's node; CPU and NACK alerts fire; the fix resolves them",
+                 link_kbit_for),
         Scenario("silent-failure", run_silent_failure, 20, _any_budget,
                  "publishers stop sending while everyone stays: SFUSilentFailure"),
         Scenario("node-down", run_node_down, 20, _any_budget,

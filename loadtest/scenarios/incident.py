@@ -16,22 +16,23 @@ Story (``size`` = mega-room participants; 500 by default, CI runs a smaller one)
    piled rooms end, the node's CPU falls, loss stops: both alerts resolve, and its NACK rate falls
    under the alert's floor.
 
-Loss: on one machine a throttled Janus delays packets more than it drops them (socket buffers on a
-veth pair do not overflow the way a saturated host's NIC queues do), so the scenario models the
-drop: each subscriber on a node loses ``MAX_LOSS × (cpu_ratio − 0.85) / 0.10`` of its incoming RTP
-(0 below 85 % of the budget, SFUHighCPU's threshold; all of ``MAX_LOSS`` from 95 %, where a throttled
-Janus reads), from Prometheus, updated every 5 s. The NACKs, PLIs and retransmissions that follow are real.
+Loss is physical: each SFU node's RTP leaves through a link of its own (``janus_node.link``: an htb
+class of ``link_kbit_for(size)`` kbit/s with a bounded bfifo queue; natively one class per node on the
+lab namespace's veth end, matched by the node's RTP port range; in Compose the pod's ``eth0``). The
+mega-room alone fits its link; with the rooms piled on top the offered RTP exceeds it, the queue
+fills and drops, the subscribers NACK, Janus's retransmissions go out through the same full link.
+The scenario sets no loss: it records, for the hot node, the link's drops, the NACK and the
+retransmission rates over time (``facts["hot_node_chain"]``), read back from Prometheus.
 
-Calibration (measured on this project's 2-core machines with budgets too large to throttle): an idle
-Janus costs 0.003 core, a voice room 0.01; the CI-sized mega-room 0.05 core (15 % loss adds little);
-the full one 0.078, and 0.11 with 15 % loss (24 lossy subscriptions NACK at ~160/s); once the bots
-stopped decoding on a thread per track (no longer CPU-bound), the full mega-room alone read 81-84 % of
-0.12 core after the fix, hence 0.14. With 12 small rooms
-alive (lifetime / interval) the hot node holds about 5 of them before the fix (3 outright, then a
-quarter), each other node 2, and 4 after the fix. The budgets put the mega-room alone near two thirds
-of a node (at full loss without piled rooms still under 95 %, so the spiral cannot hold the node once
-its piled rooms end), the hot node before the fix above its whole budget, and each other node after
-the fix near 60 %.
+Calibration (2-core machines). CPU, measured with budgets too large to throttle: an idle Janus costs
+0.003 core, a voice room 0.01, the CI-sized mega-room 0.05, the full one 0.078 (81-84 % of 0.12
+after the fix, hence 0.14). With 12 small rooms alive the hot node holds about 5 of them before the
+fix (3 outright, then a quarter), each other node 2, and 4 after the fix. Link (CI size, measured):
+the mega-room alone sends 4.5 Mbit/s (14 subscriptions, ~0.32 Mbit/s each, audio more than half of
+the bytes), each voice room ~0.27 Mbit/s, so the hot node offers ~6.0 Mbit/s with its 5-6 piled
+rooms. Each size's link is its mega-room alone + 1.3 Mbit/s (about five voice rooms): 5800 at CI
+size (measured: 7.5 % dropped during the pile-up, none after the fix); 9000 at full size, from 24
+subscriptions x 0.32 Mbit/s (computed, not yet run). docs/loadtest.md, "The spiral as measured".
 """
 
 from __future__ import annotations
@@ -42,22 +43,22 @@ import time
 from dataclasses import dataclass
 
 from loadtest.bots.fleet import Bot, VideoSettings
-from loadtest.bots.peers import PacketLoss
 from loadtest.scenarios.base import Run, ScenarioFailed
+from sfu_stack.prom import get_json
 
 HOT_NODE = "sfu-node-04"
 QUIET_ROOMS = 3  # per other node, beside its voice room
-MAX_LOSS = 0.15
-LOSS_FROM_RATIO = 0.85  # SFUHighCPU's threshold: no modelled loss below it
-FULL_LOSS_AT_RATIO = 0.95  # a Janus throttled at its quota reads 0.93-0.96 of its budget
 ALERTS = ("SFUHighCPU", "SFUNackStorm")
 NACK_FLOOR = 20.0  # NACKs/s: SFUNackStorm's absolute floor (prometheus/rules/sfu_alerts.yml)
+CHAIN_STEP_S = 10  # resolution of the recorded chain (link drops, NACKs, retransmissions)
+CHAIN_WINDOW = "30s"  # rate() window of the chain: two of Prometheus's 15 s scrapes
 
 
-# The SFU nodes' CPU budget per story size (see Calibration above): the mega-room alone stays well under
-# SFUHighCPU's 85 %, and the rooms least_rooms piles on top saturate it. CI size: 2 x 7 subscriptions,
-# 51 lurkers; full size: 2 x 12 subscriptions, 486 lurkers.
+# The SFU nodes' CPU budget and media link per story size (docs/loadtest.md: the mega-room alone stays
+# under SFUHighCPU's 85 % and inside its link; the rooms least_rooms piles on top saturate both).
+# CI size: 2 x 7 subscriptions, 51 lurkers; full size: 2 x 12 subscriptions, 486 lurkers.
 CALIBRATED_BUDGETS = ((200, 0.08), (10**9, 0.14))  # (sizes below, cores per node)
+CALIBRATED_LINKS = ((200, 5800), (10**9, 9000))  # (sizes below, kbit/s per node): mega-room alone + 1.3 Mbit/s
 
 
 @dataclass(frozen=True)
@@ -87,34 +88,43 @@ def node_cpus_for(size: int) -> float:
     return next(cores for below, cores in CALIBRATED_BUDGETS if size < below)
 
 
-class LossModel:
-    """Turns each node's CPU saturation (read from its exporter) into loss on that node's subscribers."""
+def link_kbit_for(size: int) -> int:
+    """Each SFU node's media link (kbit/s) the story is sized for (the stack is started with it)."""
+    return next(kbit for below, kbit in CALIBRATED_LINKS if size < below)
 
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.losses: dict[str, list[PacketLoss]] = {node: [] for node in run.endpoints.exporters}
-        self.ratio: dict[str, float] = {}
 
-    def new_loss(self, node: str) -> PacketLoss:
-        loss = PacketLoss(self.fraction(node), after=3.0)
-        self.losses[node].append(loss)
-        return loss
+CHAIN = {  # what the hot node's chain records, one PromQL rate each (node-labelled series)
+    "link_sent_kbit_per_s": f'8 * rate(sfu_link_sent_bytes_total{{node="{HOT_NODE}"}}[{CHAIN_WINDOW}]) / 1000',
+    "link_drops_per_s": f'rate(sfu_link_dropped_packets_total{{node="{HOT_NODE}"}}[{CHAIN_WINDOW}])',
+    "nacks_per_s": f'sum(rate(sfu_nacks_total{{node="{HOT_NODE}",direction="received"}}[{CHAIN_WINDOW}]))',
+    "retransmissions_per_s": f'sum(rate(bot_retransmissions_received_total{{node="{HOT_NODE}"}}[{CHAIN_WINDOW}]))',
+}
 
-    def fraction(self, node: str) -> float:
-        ratio = self.ratio.get(node, 0.0)
-        return min(MAX_LOSS, max(0.0, MAX_LOSS * (ratio - LOSS_FROM_RATIO) / (FULL_LOSS_AT_RATIO - LOSS_FROM_RATIO)))
 
-    async def run_forever(self) -> None:
-        """Follow each node's CPU share of its budget from Prometheus's recording rule. (Scraping the
-        exporters every few seconds instead would make each Janus answer Admin API sweeps: on a budget of
-        a few hundredths of a core that observer load alone is a quarter of it.)"""
-        while True:
-            with contextlib.suppress(OSError, RuntimeError, ValueError):
-                self.ratio.update(await self.run.query("instance:sfu_process_cpu:budget_ratio_rate1m"))
-                for node, losses in self.losses.items():
-                    for loss in losses:
-                        loss.fraction = self.fraction(node)
-            await asyncio.sleep(5)
+async def record_chain(run: Run) -> list[dict[str, float]]:
+    """The hot node's link, NACK and retransmission rates over the run, from Prometheus (every 10 s)."""
+    end = time.time()
+    series: dict[float, dict[str, float]] = {}
+    for key, promql in CHAIN.items():
+        answer = await asyncio.to_thread(get_json, f"{run.endpoints.prometheus}/api/v1/query_range", query=promql,
+                                         start=f"{run.started_wall:.0f}", end=f"{end:.0f}", step=f"{CHAIN_STEP_S}")
+        for result in answer["data"]["result"][:1]:
+            for at, value in result["values"]:
+                series.setdefault(round(float(at) - run.started_wall), {})[key] = round(float(value), 2)
+    return [{"at": at, **values} for at, values in sorted(series.items())]
+
+
+async def watch_chain(run: Run) -> None:
+    """Print the hot node's chain every 10 s: link load vs capacity, drops, NACKs, retransmissions."""
+    while True:
+        await asyncio.sleep(CHAIN_STEP_S)
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            values = {key: (await run.query(promql)) for key, promql in CHAIN.items()}
+            capacity = await run.query(f'8 * sfu_link_capacity_bytes_per_second{{node="{HOT_NODE}"}} / 1000')
+            shown = {key: next(iter(v.values()), 0.0) for key, v in values.items()}
+            run.echo(f"[{run.clock()}]   {HOT_NODE} link {shown['link_sent_kbit_per_s']:6.0f}/"
+                     f"{next(iter(capacity.values()), 0.0):.0f} kbit/s, {shown['link_drops_per_s']:5.1f} drops/s, "
+                     f"{shown['nacks_per_s']:5.1f} NACKs/s, {shown['retransmissions_per_s']:5.1f} rtx/s")
 
 
 async def _below(run: Run, promql: str, limit: float) -> bool:
@@ -124,19 +134,18 @@ async def _below(run: Run, promql: str, limit: float) -> bool:
     return False
 
 
-async def small_room(run: Run, model: LossModel, name: str) -> tuple[list[Bot], str | None]:
+async def small_room(run: Run, name: str) -> tuple[list[Bot], str | None]:
     """A voice room: one audio publisher and two subscribers; returns its bots and its node."""
     publisher = await run.fleet.publishers(name, 1, VideoSettings(width=64, height=48, fps=1, audio=True))
     node = await run.room_node(name)
-    subscribers = await run.fleet.subscribers(name, 2, loss=lambda: model.new_loss(node or ""))
+    subscribers = await run.fleet.subscribers(name, 2, node=node)
     return [*publisher, *subscribers], node
 
 
 async def run_incident(run: Run) -> None:
     plan = Plan.for_size(run.size)
     nodes = sorted(run.endpoints.exporters)
-    model = LossModel(run)
-    background = [asyncio.create_task(model.run_forever())]
+    background = [asyncio.create_task(watch_chain(run))]
     placed: dict[str, str | None] = {}
     opened_at: dict[str, float] = {}  # when each piled room's first participant started to join
     live_rooms: list[tuple[float, list[Bot], str | None]] = []
@@ -149,7 +158,7 @@ async def run_incident(run: Run) -> None:
                   quiet_rooms=QUIET_ROOMS * others)
         await run.admin_async("POST", f"/admin/nodes/{HOT_NODE}/drain")
         for index in range(others):  # least_rooms breaks ties in node order: one voice room each
-            _, placed[f"voice-{index}"] = await small_room(run, model, f"voice-{index}")
+            _, placed[f"voice-{index}"] = await small_room(run, f"voice-{index}")
         for index in range(QUIET_ROOMS * others):
             await run.fleet.lurkers(f"quiet-{index}", 2)
             placed[f"quiet-{index}"] = await run.room_node(f"quiet-{index}")
@@ -158,8 +167,7 @@ async def run_incident(run: Run) -> None:
                   media_subscribers=plan.media_subscribers, lurkers=plan.lurkers)
         await run.fleet.publishers("mega", plan.publishers)
         mega_node = await run.room_node("mega")
-        await run.fleet.subscribers("mega", plan.media_subscribers, feeds=plan.publishers,
-                                    loss=lambda: model.new_loss(mega_node or ""))
+        await run.fleet.subscribers("mega", plan.media_subscribers, feeds=plan.publishers, node=mega_node)
         await run.fleet.lurkers("mega", plan.lurkers)
         run.facts["mega_room_node"] = mega_node
         run.echo(f"[{run.clock()}]   mega-room on {mega_node}")
@@ -174,7 +182,7 @@ async def run_incident(run: Run) -> None:
             serial += 1
             name = f"pile-{serial}"
             opened_at[name] = time.monotonic()
-            bots, node = await small_room(run, model, name)
+            bots, node = await small_room(run, name)
             placed[name] = node
             live_rooms.append((time.monotonic() + plan.room_lifetime, bots, node))
             return node
@@ -215,6 +223,8 @@ async def run_incident(run: Run) -> None:
         await run.wait_for(f"the NACK rate of {HOT_NODE} falls under the alert's floor",
                            lambda: _below(run, f'sum(rate(sfu_nacks_total{{node="{HOT_NODE}"}}[1m]))', NACK_FLOOR),
                            plan.resolve_timeout)
+        await run.wait_for(f"the link of {HOT_NODE} drops nothing any more (30 s)",
+                           lambda: _below(run, CHAIN["link_drops_per_s"], 0.01), plan.resolve_timeout)
         after_fix = [room for room, at in opened_at.items() if at > fixed_at and placed.get(room) == HOT_NODE]
         run.facts.update(resolved_at=resolved, new_rooms_on_hot_node_after_fix=len(after_fix),
                          new_rooms_after_fix=sum(1 for at in opened_at.values() if at > fixed_at))
@@ -225,9 +235,15 @@ async def run_incident(run: Run) -> None:
         peak = await run.query(f"max_over_time(instance:sfu_process_cpu:budget_ratio_rate1m[{window}])")
         run.facts["peak_cpu_share_of_budget"] = {node: round(v, 2) for node, v in sorted(peak.items())}
         run.facts["node_budget_cores"] = (await run.query("sfu_cpu_budget_cores")).get(HOT_NODE)
+        run.facts["link_dropped_packets"] = {node: int(v) for node, v in sorted(
+            (await run.query("sfu_link_dropped_packets_total")).items())}
+        run.facts["node_link_kbit"] = round(8 * (await run.query("sfu_link_capacity_bytes_per_second")).get(
+            HOT_NODE, 0) / 1000)
         stop_piling.set()
         run.phase("done")
     finally:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            run.facts["hot_node_chain"] = await record_chain(run)
         for task in background:
             task.cancel()
         for task in background:

@@ -49,7 +49,8 @@ def up(args: argparse.Namespace) -> int:
     stack = NativeStack()
     print("lab up: starting the native stack")
     try:
-        took = stack.up(fast=args.fast, node_cpus=getattr(args, "node_cpus", None))
+        took = stack.up(fast=args.fast, node_cpus=getattr(args, "node_cpus", None),
+                        link_kbit=getattr(args, "link_kbit", None))
     except (LabError, ComponentError, NetnsError, MissingPrerequisite) as exc:
         print(f"lab up: {exc}", file=sys.stderr)
         return 1
@@ -194,13 +195,15 @@ def scenario(args: argparse.Namespace) -> int:
     chosen = known[args.name]
     size = args.size or chosen.default_size
     stack = NativeStack()
-    budget = chosen.node_cpus(size)
+    budget, link = chosen.node_cpus(size), chosen.link_kbit(size)
     running = stack.settings()
     if stack.state() is None:
-        if up(argparse.Namespace(fast=True, node_cpus=budget)) != 0:
+        if up(argparse.Namespace(fast=True, node_cpus=budget, link_kbit=link)) != 0:
             return 1
-    elif not running.get("fast") or (budget is not None and running.get("node_cpus") != budget):
-        wanted = {"fast": True, "node_cpus": budget if budget is not None else "any"}
+    elif (not running.get("fast") or (budget is not None and running.get("node_cpus") != budget)
+          or (link is not None and running.get("link_kbit") != link)):
+        wanted = {"fast": True, "node_cpus": budget if budget is not None else "any",
+                  "link_kbit": link if link is not None else "any"}
         print(f"lab scenario: the running stack has {running}, {args.name} at size {size} needs {wanted}: "
               "`lab down` first (lab scenario then starts it right)", file=sys.stderr)
         return 1
@@ -232,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("up", help="start the native stack")
     command.add_argument("--fast", action="store_true", help="alert rules with the lab's fast override")
+    command.add_argument("--node-cpus", type=float, default=None, help="CPU budget per SFU node in cores "
+                         "(default: SFU_NODE_CPUS or 1)")
+    command.add_argument("--link-kbit", type=int, default=None, help="each SFU node's RTP egress link in kbit/s "
+                         "(default: SFU_NODE_LINK_KBIT, else unshaped)")
     command.set_defaults(func=up)
     commands.add_parser("status", help="components, PIDs, ports and health").set_defaults(func=status)
     command = commands.add_parser("logs", help="the end of one component's log")

@@ -3,7 +3,8 @@
 Every component of ``sfu_stack.topology.COMPONENTS`` that exists natively runs from Debian's binaries or
 our services, with the files Compose mounts (the native target set for file-based discovery),
 inside the namespace ``sfulab-up``; each SFU node gets the Compose ``cpus:`` limit through the
-cgroup ``cpu`` controller where it is writable. The processes outlive ``lab up``: a state file in
+cgroup ``cpu`` controller where it is writable, and with ``link_kbit`` (``SFU_NODE_LINK_KBIT``) a
+media link of that capacity (``janus_node.link``). The processes outlive ``lab up``: a state file in
 ``LAB_HOME`` (default ``.lab/`` in the repository) tells the later commands what runs where.
 
 Secrets come from the environment, then from ``.env`` in the repository, else they are generated
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from alert_sink.amconfig import render_alertmanager
+from janus_node import link as janus_link
 from lab import cgroups
-from lab.components import Component, ComponentError, JanusExporter, JanusNode, python_module
+from lab.components import Component, ComponentError, JanusExporter, JanusNode, JanusPorts, python_module
 from lab.monitoring import Alertmanager, AlertSink, NodeExporter, Prometheus
 from lab.netns import UP_NAME, UP_SLOT, NetNamespace, existing
 from lab.rule_overrides import render_prometheus
@@ -144,7 +146,8 @@ class NativeStack:
         return NetNamespace(**state["netns"]) if state else None
 
     # ---- up --------------------------------------------------------------------------------------
-    def up(self, *, fast: bool = False, node_cpus: float | None = None, log: Callable[[str], None] = print) -> float:
+    def up(self, *, fast: bool = False, node_cpus: float | None = None, link_kbit: int | None = None,
+           log: Callable[[str], None] = print) -> float:
         """Start every native component and wait until each is healthy; return the seconds it took."""
         if self.state() is not None:
             raise LabError(f"the native stack is already up (state in {self.state_file}): `lab status`, `lab down`")
@@ -155,7 +158,8 @@ class NativeStack:
         cpus = node_cpus or float(self.env.get("SFU_NODE_CPUS") or topology.SFU_NODE_CPUS_DEFAULT)
         limits_ok, limits_note = cgroups.available()
         notes = [limits_note]
-        settings = {"fast": fast, "node_cpus": cpus}
+        link_kbit = link_kbit or int(self.env.get("SFU_NODE_LINK_KBIT") or 0) or None
+        settings = {"fast": fast, "node_cpus": cpus, "link_kbit": link_kbit}
         netns = NetNamespace.create(UP_NAME, UP_SLOT)
         entries: list[Entry] = []
         run = self.home / "run"
@@ -185,6 +189,10 @@ class NativeStack:
                 raise LabError(f"{component.name} did not become healthy: {exc}\n{component.log_tail()}") from exc
 
         try:
+            if link_kbit:
+                shape_links(netns, link_kbit)
+                notes.append(f"each SFU node's RTP leaves through a link of {link_kbit} kbit/s "
+                             f"(tc htb on {netns.ns_if}, queue {janus_link.QUEUE_MS} ms)")
             nodes = []
             for index, name in enumerate(topology.NODE_NAMES):
                 node = self._janus_node(index, netns, secret)
@@ -193,7 +201,8 @@ class NativeStack:
                        cpu_limit=cpus)
             for index, node in enumerate(nodes):
                 exporter = JanusExporter(node, run, host="0.0.0.0", port=topology.exporter_port(index), netns=netns,
-                                         extra_env={"JANUS_EXPORTER_CPU_BUDGET_CORES": f"{cpus:g}"})
+                                         extra_env={"JANUS_EXPORTER_CPU_BUDGET_CORES": f"{cpus:g}",
+                                                    "JANUS_EXPORTER_LINK_QDISC": janus_link.leaf_handle(index + 1)})
                 launch(exporter, topology.spec(exporter.name), self._http_wait(exporter, netns, "/healthz",
                                                                                 exporter.address[1]))
             signaling = Component("signaling", python_module("signaling"), run, netns=netns, env={
@@ -349,6 +358,18 @@ class NativeStack:
                 cgroups.CpuLimit(Path(entry.cgroup), 0).remove()
         cgroups.remove_all()
         self.state_file.unlink(missing_ok=True)
+
+
+def shape_links(netns: NetNamespace, kbit: int) -> None:
+    """Give each SFU node's RTP egress its own ``kbit`` link on the namespace's veth end (slot = index + 1):
+    the nodes share the namespace, so each is told apart by its RTP port range, as a Compose pod is by
+    its own ``eth0``."""
+    links = [janus_link.Link(index + 1, kbit, janus_link.parse_ports(JanusPorts.for_index(index).rtp_range))
+             for index in range(len(topology.NODE_NAMES))]
+    try:
+        janus_link.apply(netns.ns_if, links, prefix=netns.exec_prefix())
+    except RuntimeError as exc:
+        raise LabError(f"could not shape the SFU nodes' links: {exc}") from exc
 
 
 def _tail(path: Path, lines: int = 5) -> str:

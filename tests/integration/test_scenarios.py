@@ -64,6 +64,22 @@ def test_incident_least_rooms_melts_the_mega_room_node_and_the_fix_resolves_it(l
     quiet = [s for s in result["alerts"] if s["alertname"] in ("SFUHighCPU", "SFUNackStorm")
              and s["node"] != "sfu-node-04"]
     assert quiet == [], "the other nodes stay quiet"
+    # The chain, as Prometheus recorded it: the link drops first, the NACK storm follows, both stop after the fix.
+    chain, storm = facts["hot_node_chain"], span(result, "SFUNackStorm", "sfu-node-04")
+    assert chain and all("link_drops_per_s" in row and "nacks_per_s" in row for row in chain), chain
+    first_drop = next(row["at"] for row in chain if row["link_drops_per_s"] >= 1)
+    first_storm = next(row["at"] for row in chain if row["nacks_per_s"] > 20)
+    assert first_drop <= first_storm < storm["fired_at"], (first_drop, first_storm, storm)
+    assert any(row["link_drops_per_s"] >= 1 for row in chain if row["at"] <= fix), "the link dropped before the fix"
+    stopped = next(row["at"] for i, row in enumerate(chain)
+                   if row["at"] > fix and all(later["link_drops_per_s"] < 1 for later in chain[i:]))
+    # No room arrives after the fix; the piled ones live 48 s; rates over 30 s of 15 s scrapes.
+    assert stopped <= fix + 48 + 30 + 15, (stopped, fix)
+    assert chain[-1]["nacks_per_s"] < 20 and chain[-1]["link_drops_per_s"] == 0, chain[-1]
+    assert max(row.get("retransmissions_per_s", 0) for row in chain) > 0, "Janus answered NACKs through the link"
+    drops = facts["link_dropped_packets"]
+    assert drops["sfu-node-04"] > 100 and all(drops[n] < 0.01 * drops["sfu-node-04"] for n in drops
+                                              if n != "sfu-node-04"), drops
 
 
 def test_lab_report_draws_every_panel_of_the_incident_with_the_hot_node_and_the_alerts_shaded(lab_home):
