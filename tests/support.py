@@ -93,3 +93,43 @@ async def scrape_samples(url: str) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """One sample's value, 0 when absent."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+# ---- scenario results (the JSON ``lab scenario`` and ``loadtest-bots`` write) ----------------------
+
+def alert_span(result: dict, alertname: str, node: str | None = None) -> dict:
+    found = [s for s in result["alerts"] if s["alertname"] == alertname and (node is None or s["node"] == node)]
+    assert found, f"{alertname} never fired: {result['alerts']}"
+    return found[-1]
+
+
+def assert_incident_story(result: dict, hot: str = "sfu-node-04") -> None:
+    """The incident as either runner's result records it: least_rooms piled rooms on the mega-room's
+    node, both alerts fired there (and nowhere else) before the fix and resolved after it, and the
+    hot node's chain shows its link dropping first, the NACK storm following, both stopping after the fix."""
+    assert result["ok"], result["error"]
+    facts = result["facts"]
+    assert facts["mega_room_node"] == hot
+    assert facts["new_rooms_on_hot_node_under_least_rooms"] >= 1
+    assert facts["new_rooms_after_fix"] >= 1 and facts["new_rooms_on_hot_node_after_fix"] == 0
+    fix = next(p["at"] for p in result["phases"] if p["phase"] == "fix")
+    for alert in ("SFUHighCPU", "SFUNackStorm"):
+        span = alert_span(result, alert, hot)
+        assert span["fired_at"] <= fix < span["resolved_at"], span
+    quiet = [s for s in result["alerts"] if s["alertname"] in ("SFUHighCPU", "SFUNackStorm") and s["node"] != hot]
+    assert quiet == [], "the other nodes stay quiet"
+    # The chain, as Prometheus recorded it: the link drops first, the NACK storm follows, both stop after the fix.
+    chain, storm = facts["hot_node_chain"], alert_span(result, "SFUNackStorm", hot)
+    assert chain and all("link_drops_per_s" in row and "nacks_per_s" in row for row in chain), chain
+    first_drop = next(row["at"] for row in chain if row["link_drops_per_s"] >= 1)
+    first_storm = next(row["at"] for row in chain if row["nacks_per_s"] > 20)
+    assert first_drop <= first_storm < storm["fired_at"], (first_drop, first_storm, storm)
+    assert any(row["link_drops_per_s"] >= 1 for row in chain if row["at"] <= fix), "the link dropped before the fix"
+    stopped = next(row["at"] for i, row in enumerate(chain)
+                   if row["at"] > fix and all(later["link_drops_per_s"] < 1 for later in chain[i:]))
+    # No room reaches the node after the fix; the piled ones live 48 s; rates over 30 s of 15 s scrapes.
+    assert stopped <= fix + 48 + 30 + 15, (stopped, fix)
+    assert chain[-1]["nacks_per_s"] < 20 and chain[-1]["link_drops_per_s"] == 0, chain[-1]
+    assert max(row.get("retransmissions_per_s", 0) for row in chain) > 0, "Janus answered NACKs through the link"
+    drops = facts["link_dropped_packets"]
+    assert drops[hot] > 100 and all(drops[n] < 0.01 * drops[hot] for n in drops if n != hot), drops

@@ -22,17 +22,24 @@ from sfu_stack.control import StackControl
 
 
 def budget_mismatch(scenario: Scenario, stack: StackControl, size: int) -> str | None:
-    """Why the stack's SFU CPU limits do not fit ``scenario`` at ``size`` (None: they do)."""
-    wanted = scenario.node_cpus(size)
-    if wanted is None:
-        return None
-    have = {node: stack.cpu_limit(node) for node in stack.nodes()}
-    wrong = {node: cores for node, cores in have.items() if cores is None or abs(cores - wanted) > 1e-6}
+    """Why the stack's SFU CPU limits or media links do not fit ``scenario`` at ``size`` (None: they do)."""
+    cores, kbit = scenario.node_cpus(size), scenario.link_kbit(size)
+    wrong = []
+    if cores is not None:
+        limits = {node: stack.cpu_limit(node) for node in stack.nodes()}
+        wrong += [f"{node} {have if have is not None else 'unlimited'} core" for node, have in sorted(limits.items())
+                  if have is None or abs(have - cores) > 1e-6]
+    if kbit is not None:
+        links = {node: stack.link_kbit(node) for node in stack.nodes()}
+        wrong += [f"{node} link {have if have is not None else 'unshaped'}" + (" kbit/s" if have else "")
+                  for node, have in sorted(links.items()) if have != kbit]
     if not wrong:
         return None
-    shown = ", ".join(f"{node} {cores if cores is not None else 'unlimited'}" for node, cores in sorted(wrong.items()))
-    return (f"{scenario.name} at size {size} is calibrated for {wanted:g} core per SFU node, and the stack's "
-            f"limits are: {shown}. Start the stack with that budget: {stack.start_hint(wanted)}")
+    wanted = f"{cores:g} core" if cores is not None else "any CPU budget"
+    wanted += f" and a {kbit} kbit/s media link" if kbit is not None else ""
+    return (f"{scenario.name} at size {size} is calibrated for {wanted} per SFU node, and the stack has: "
+            f"{', '.join(wrong)}. Start the stack with that budget: "
+            f"{stack.start_hint(cores if cores is not None else 1.0, kbit)}")
 
 
 async def execute(scenario: Scenario, stack: StackControl, size: int, out: Path | None) -> dict:

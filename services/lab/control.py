@@ -95,5 +95,10 @@ class NativeControl:
         fields = text[text.rindex(")") + 2:].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-    def start_hint(self, node_cpus: float) -> str:
-        return f"lab down && lab up --fast --node-cpus {node_cpus:g}"
+    def link_kbit(self, node: str) -> int | None:
+        self._entry(node)
+        return self.stack.settings().get("link_kbit") or None
+
+    def start_hint(self, node_cpus: float, link_kbit: int | None = None) -> str:
+        link = f" --link-kbit {link_kbit}" if link_kbit else ""
+        return f"lab down && lab up --fast --node-cpus {node_cpus:g}{link}"

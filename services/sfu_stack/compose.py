@@ -146,7 +146,17 @@ class ComposeControl:
         when = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp() + float(f"0.{fraction or 0}")
         return when, float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
 
-    def start_hint(self, node_cpus: float) -> str:
-        return (f"set SFU_NODE_CPUS={node_cpus:g} in .env, then docker compose up -d --wait and run the "
+    def link_kbit(self, node: str) -> int | None:
+        """What the node's pod shaped its ``eth0`` to (``SFU_NODE_LINK_KBIT`` in its environment;
+        the pod exits at start if ``tc`` refuses it, so a running pod has it)."""
+        if node not in topology.NODE_NAMES:
+            raise ComposeError(f"unknown SFU node {node!r}; known: {', '.join(topology.NODE_NAMES)}")
+        pod = self.container(topology.pod_service(node))
+        env = dict(item.partition("=")[::2] for item in pod.attrs["Config"]["Env"] or [])
+        return int(env["SFU_NODE_LINK_KBIT"]) if env.get("SFU_NODE_LINK_KBIT", "").strip() else None
+
+    def start_hint(self, node_cpus: float, link_kbit: int | None = None) -> str:
+        settings = f"SFU_NODE_CPUS={node_cpus:g}" + (f" and SFU_NODE_LINK_KBIT={link_kbit}" if link_kbit else "")
+        return (f"set {settings} in .env, then docker compose up -d --wait and run the "
                 "scenario again (the exporters' CPU budget follows it; a value given to `up` alone is undone "
                 "by the next `run`, which brings the nodes back in line with .env)")

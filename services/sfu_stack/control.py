@@ -70,6 +70,11 @@ class StackControl(Protocol):
         """CPU time the node's Janus has used (user + system), read where the limit is enforced."""
         ...
 
-    def start_hint(self, node_cpus: float) -> str:
-        """The command a user runs to start this stack with ``node_cpus`` per SFU node."""
+    def link_kbit(self, node: str) -> int | None:
+        """The capacity of the node's media link in kbit/s (None: unshaped), as the stack applied it."""
+        ...
+
+    def start_hint(self, node_cpus: float, link_kbit: int | None = None) -> str:
+        """The command a user runs to start this stack with ``node_cpus`` per SFU node (and, given,
+        a ``link_kbit`` media link per node)."""
         ...

@@ -88,9 +88,9 @@ def test_every_long_running_service_has_an_explicit_healthcheck_and_one_shot_one
         if name in once:
             assert check == {"disable": True}, name
             assert svc.get("restart") == "no", name
-        elif name.endswith("-pod"):  # runs an init and sleep: nothing to check
+        elif name.endswith("-pod"):  # runs an init, shapes its link if asked, then sleeps: nothing to check
             assert check == {"disable": True}, name
-            assert svc["entrypoint"] == ["sleep", "infinity"] and svc["init"] is True, name
+            assert svc["entrypoint"] == ["/usr/local/bin/sfu-pod"] and svc["init"] is True, name
         else:
             assert check["test"][0] == "CMD" and len(check["test"]) > 1, (name, check)
             assert {"interval", "timeout", "retries"} <= set(check), (name, check)
@@ -228,6 +228,23 @@ def test_janus_and_its_exporter_share_their_pods_namespaces_secret_and_stats_per
         assert node_env["JANUS_EVENTS_BACKEND"] == "http://127.0.0.1:9188/events"
         assert exporter_env["JANUS_EXPORTER_ADMIN_URL"] == "http://127.0.0.1:7088/admin"
         assert float(node["cpus"]) == float(exporter_env["JANUS_EXPORTER_CPU_BUDGET_CORES"]) == 1.0
+
+
+def test_only_the_pods_get_a_capability_net_admin_for_their_own_link_and_unshaped_unless_asked(services):
+    granted = {name: svc["cap_add"] for name, svc in services.items() if svc.get("cap_add")}
+    assert granted == {f"sfu-node-0{i}-pod": ["NET_ADMIN"] for i in range(1, 5)}
+    assert not any(svc.get("privileged") for svc in services.values())
+    for i in range(1, 5):
+        pod = services[f"sfu-node-0{i}-pod"]
+        assert pod["user"] == "0", "tc needs root; pod.sh drops it (setpriv) before it sleeps"
+        assert pod["environment"] == {"SFU_NODE_LINK_KBIT": ""}, "unset: the node's link is not shaped"
+
+
+def test_sfu_node_link_kbit_reaches_every_pod(compose_runner, env_file_with):
+    run = compose_runner("config", "--format", "json", env_file=env_file_with(SFU_NODE_LINK_KBIT="5800"))
+    assert run.returncode == 0, run.stderr
+    services = json.loads(run.stdout)["services"]
+    assert {services[f"sfu-node-0{i}-pod"]["environment"]["SFU_NODE_LINK_KBIT"] for i in range(1, 5)} == {"5800"}
 
 
 def test_sfu_node_cpus_sets_each_nodes_cpu_limit_and_its_exporters_cpu_budget(compose_runner, env_file_with):

@@ -60,8 +60,8 @@ def listeners(services) -> dict[str, dict[int, str]]:
     for name, svc in services.items():
         if svc.get("network_mode") == "none":
             continue
-        # A pod builds the node image but runs only sleep: what it EXPOSEs is Janus's, who joins it.
-        image_ports = set() if svc.get("entrypoint") == ["sleep", "infinity"] else exposed_ports(svc.get("build"))
+        # A pod builds the node image but runs only its link setup and sleep: what it EXPOSEs is Janus's, who joins it.
+        image_ports = set() if name.endswith("-pod") else exposed_ports(svc.get("build"))
         ports = image_ports | healthcheck_ports(svc) | {int(p["target"]) for p in svc.get("ports") or []}
         host = owner[name]
         for port in ports:

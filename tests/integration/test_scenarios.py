@@ -19,6 +19,9 @@ import yaml
 
 from lab import netns
 
+from support import alert_span as span
+from support import assert_incident_story
+
 pytestmark = pytest.mark.janus
 CI_SIZE = 60  # incident mega-room participants in CI (the default story has 500)
 
@@ -44,42 +47,9 @@ def scenario(home: Path, name: str, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
-def span(result: dict, alertname: str, node: str | None = None) -> dict:
-    found = [s for s in result["alerts"] if s["alertname"] == alertname and (node is None or s["node"] == node)]
-    assert found, f"{alertname} never fired: {result['alerts']}"
-    return found[-1]
-
-
 def test_incident_least_rooms_melts_the_mega_room_node_and_the_fix_resolves_it(lab_home):
     result = scenario(lab_home, "incident", "--size", str(CI_SIZE))
-    assert result["ok"], result["error"]
-    facts = result["facts"]
-    assert facts["mega_room_node"] == "sfu-node-04"
-    assert facts["new_rooms_on_hot_node_under_least_rooms"] >= 1
-    assert facts["new_rooms_after_fix"] >= 1 and facts["new_rooms_on_hot_node_after_fix"] == 0
-    fix = next(p["at"] for p in result["phases"] if p["phase"] == "fix")
-    for alert in ("SFUHighCPU", "SFUNackStorm"):
-        hot = span(result, alert, "sfu-node-04")
-        assert hot["fired_at"] <= fix < hot["resolved_at"], hot
-    quiet = [s for s in result["alerts"] if s["alertname"] in ("SFUHighCPU", "SFUNackStorm")
-             and s["node"] != "sfu-node-04"]
-    assert quiet == [], "the other nodes stay quiet"
-    # The chain, as Prometheus recorded it: the link drops first, the NACK storm follows, both stop after the fix.
-    chain, storm = facts["hot_node_chain"], span(result, "SFUNackStorm", "sfu-node-04")
-    assert chain and all("link_drops_per_s" in row and "nacks_per_s" in row for row in chain), chain
-    first_drop = next(row["at"] for row in chain if row["link_drops_per_s"] >= 1)
-    first_storm = next(row["at"] for row in chain if row["nacks_per_s"] > 20)
-    assert first_drop <= first_storm < storm["fired_at"], (first_drop, first_storm, storm)
-    assert any(row["link_drops_per_s"] >= 1 for row in chain if row["at"] <= fix), "the link dropped before the fix"
-    stopped = next(row["at"] for i, row in enumerate(chain)
-                   if row["at"] > fix and all(later["link_drops_per_s"] < 1 for later in chain[i:]))
-    # No room arrives after the fix; the piled ones live 48 s; rates over 30 s of 15 s scrapes.
-    assert stopped <= fix + 48 + 30 + 15, (stopped, fix)
-    assert chain[-1]["nacks_per_s"] < 20 and chain[-1]["link_drops_per_s"] == 0, chain[-1]
-    assert max(row.get("retransmissions_per_s", 0) for row in chain) > 0, "Janus answered NACKs through the link"
-    drops = facts["link_dropped_packets"]
-    assert drops["sfu-node-04"] > 100 and all(drops[n] < 0.01 * drops["sfu-node-04"] for n in drops
-                                              if n != "sfu-node-04"), drops
+    assert_incident_story(result)
 
 
 def test_lab_report_draws_every_panel_of_the_incident_with_the_hot_node_and_the_alerts_shaded(lab_home):

@@ -46,3 +46,36 @@ def test_every_auth_storm_token_is_refused_for_a_different_reason():
             verify(TOKEN_KEY, token, room="storm")
         reasons.add(refused.value.reason)
     assert len(reasons) == 4, reasons
+
+
+class StackWith:
+    """Only what ``budget_mismatch`` reads of a ``StackControl``: each node's CPU limit and link."""
+
+    def __init__(self, cores: float | None, kbit: int | None) -> None:
+        self.cores, self.kbit = cores, kbit
+
+    def nodes(self) -> tuple[str, ...]:
+        return ("sfu-node-01", "sfu-node-02")
+
+    def cpu_limit(self, node: str) -> float | None:
+        return self.cores
+
+    def link_kbit(self, node: str) -> int | None:
+        return self.kbit
+
+    def start_hint(self, node_cpus: float, link_kbit: int | None = None) -> str:
+        return f"up --cpus {node_cpus:g} --kbit {link_kbit}"
+
+
+def test_the_incident_refuses_a_stack_whose_cpu_budget_or_link_differs_and_names_the_command():
+    from loadtest.scenarios import scenarios
+    from loadtest.scenarios.runner import budget_mismatch
+
+    incident = scenarios()["incident"]
+    cores, kbit = node_cpus_for(60), link_kbit_for(60)
+    assert budget_mismatch(incident, StackWith(cores, kbit), 60) is None  # type: ignore[arg-type]
+    unshaped = budget_mismatch(incident, StackWith(cores, None), 60)  # type: ignore[arg-type]
+    assert unshaped and "sfu-node-01 link unshaped" in unshaped and f"up --cpus {cores:g} --kbit {kbit}" in unshaped
+    wrong = budget_mismatch(incident, StackWith(1.0, kbit + 1), 60)  # type: ignore[arg-type]
+    assert wrong and "sfu-node-02 1.0 core" in wrong and f"link {kbit + 1} kbit/s" in wrong
+    assert budget_mismatch(scenarios()["node-down"], StackWith(None, None), 20) is None  # type: ignore[arg-type]
