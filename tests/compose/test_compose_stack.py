@@ -61,7 +61,9 @@ class ComposeStack:
             capture_output=True, text=True, timeout=timeout, env=env, cwd=self.tools.repo)
 
     def bots(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
-        return self.compose("run", "--rm", "loadtest-bots", *args, timeout=timeout, profiles=("load",))
+        # --use-aliases: the service's name on the network, which Prometheus scrapes (job loadtest_bots).
+        return self.compose("run", "--rm", "--use-aliases", "loadtest-bots", *args, timeout=timeout,
+                            profiles=("load",))
 
     def result(self, name: str) -> dict[str, Any]:
         done = self.compose("run", "--rm", "--no-deps", "--entrypoint", "cat", "loadtest-bots",
