@@ -131,5 +131,8 @@ def assert_incident_story(result: dict, hot: str = "sfu-node-04") -> None:
     assert stopped <= fix + 48 + 30 + 15, (stopped, fix)
     assert chain[-1]["nacks_per_s"] < 20 and chain[-1]["link_drops_per_s"] == 0, chain[-1]
     assert max(row.get("retransmissions_per_s", 0) for row in chain) > 0, "Janus answered NACKs through the link"
+    spiral = facts["spiral"]  # the phases' averages, as docs/loadtest.md's table shows them
+    assert spiral["pile_up"]["dropped_percent"] > 1 and spiral["pile_up"]["nacks_per_s"] > 20, spiral
+    assert spiral["after_fix"]["dropped_percent"] < 0.5 and spiral["after_fix"]["rooms"] <= 1.5, spiral
     drops = facts["link_dropped_packets"]
     assert drops[hot] > 100 and all(drops[n] < 0.01 * drops[hot] for n in drops if n != hot), drops

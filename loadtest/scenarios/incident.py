@@ -114,6 +114,41 @@ async def record_chain(run: Run) -> list[dict[str, float]]:
     return [{"at": at, **values} for at, values in sorted(series.items())]
 
 
+SPIRAL = {  # each phase's totals on the hot node, over a window [d] ending at the phase's end
+    "rooms": 'avg_over_time(sfu_rooms_active{{node="{n}"}}[{d}s])',
+    "cpu_share_of_budget": 'avg_over_time(instance:sfu_process_cpu:budget_ratio_rate1m{{node="{n}"}}[{d}s])',
+    "link_kbit": '8 * sfu_link_capacity_bytes_per_second{{node="{n}"}} / 1000',
+    "sent_bytes": 'increase(sfu_link_sent_bytes_total{{node="{n}"}}[{d}s])',
+    "sent_packets": 'increase(sfu_link_sent_packets_total{{node="{n}"}}[{d}s])',
+    "dropped_packets": 'increase(sfu_link_dropped_packets_total{{node="{n}"}}[{d}s])',
+    "nacks": 'sum(increase(sfu_nacks_total{{node="{n}",direction="received"}}[{d}s]))',
+    "retransmissions": 'sum(increase(bot_retransmissions_received_total{{node="{n}"}}[{d}s]))',
+}
+
+
+async def spiral(run: Run, start: float, end: float) -> dict[str, float]:
+    """The hot node's link between ``start`` and ``end`` (seconds into the run), as docs/loadtest.md's
+    table shows it: offered load (sent + dropped packets at the mean packet size) against the link,
+    drop %, NACKs/s, retransmissions/s and goodput (sent minus the retransmissions the bots received)."""
+    seconds = max(1, round(end - start))
+    at = f"{run.started_wall + end:.3f}"
+    got: dict[str, float] = {}
+    for key, template in SPIRAL.items():
+        answer = await asyncio.to_thread(get_json, f"{run.endpoints.prometheus}/api/v1/query",
+                                         query=template.format(n=HOT_NODE, d=seconds), time=at)
+        got[key] = next((float(r["value"][1]) for r in answer["data"]["result"]), 0.0)
+    sent_kbit = 8 * got["sent_bytes"] / seconds / 1000
+    packets = got["sent_packets"] + got["dropped_packets"]
+    mean_kbit = sent_kbit / got["sent_packets"] if got["sent_packets"] else 0.0  # per packet per second
+    return {"from_s": round(start), "to_s": round(end), "rooms": round(got["rooms"], 1),
+            "cpu_share_of_budget": round(got["cpu_share_of_budget"], 2), "link_kbit": round(got["link_kbit"]),
+            "offered_kbit_per_s": round(mean_kbit * packets), "sent_kbit_per_s": round(sent_kbit),
+            "dropped_percent": round(100 * got["dropped_packets"] / packets, 1) if packets else 0.0,
+            "drops_per_s": round(got["dropped_packets"] / seconds, 1), "nacks_per_s": round(got["nacks"] / seconds, 1),
+            "retransmissions_per_s": round(got["retransmissions"] / seconds, 1),
+            "goodput_kbit_per_s": round(mean_kbit * (got["sent_packets"] - got["retransmissions"]))}
+
+
 async def watch_chain(run: Run) -> None:
     """Print the hot node's chain every 10 s: link load vs capacity, drops, NACKs, retransmissions."""
     while True:
@@ -240,6 +275,11 @@ async def run_incident(run: Run) -> None:
         run.facts["node_link_kbit"] = round(8 * (await run.query("sfu_link_capacity_bytes_per_second")).get(
             HOT_NODE, 0) / 1000)
         stop_piling.set()
+        pile_up = next(p["at"] for p in run.phases if p["phase"] == "pile-up")
+        fix, done = next(p["at"] for p in run.phases if p["phase"] == "fix"), run.elapsed()
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            run.facts["spiral"] = {"pile_up": await spiral(run, pile_up + CHAIN_STEP_S, fix),
+                                   "after_fix": await spiral(run, min(fix + plan.room_lifetime, done - 20), done)}
         run.phase("done")
     finally:
         with contextlib.suppress(OSError, ValueError, KeyError):
