@@ -46,7 +46,7 @@ def exposed_ports(build: dict[str, Any] | None) -> set[int]:
 
 def healthcheck_ports(svc: dict[str, Any]) -> set[int]:
     test = " ".join((svc.get("healthcheck") or {}).get("test") or [])
-    return {int(p) for p in re.findall(r"127\.0\.0\.1(?::|',\s*)(\d+)", test)}
+    return {int(p) for p in re.findall(r"127\.0\.0\.1(?::|',\s*|/)(\d+)", test)}
 
 
 @pytest.fixture(scope="module")
