@@ -103,10 +103,11 @@ def alert_span(result: dict, alertname: str, node: str | None = None) -> dict:
     return found[-1]
 
 
-def assert_incident_story(result: dict, hot: str = "sfu-node-04") -> None:
+def assert_incident_story(result: dict, hot: str = "sfu-node-04", *, link_clears_after_fix: bool = True) -> None:
     """The incident as either runner's result records it: least_rooms piled rooms on the mega-room's
     node, both alerts fired there (and nowhere else) before the fix and resolved after it, and the
-    hot node's chain shows its link dropping first, the NACK storm following, both stopping after the fix."""
+    hot node's chain shows its link dropping first and the NACK storm following; with
+    ``link_clears_after_fix``, the drops also stop once the piled rooms have ended."""
     assert result["ok"], result["error"]
     facts = result["facts"]
     assert facts["mega_room_node"] == hot
@@ -118,21 +119,24 @@ def assert_incident_story(result: dict, hot: str = "sfu-node-04") -> None:
         assert span["fired_at"] <= fix < span["resolved_at"], span
     quiet = [s for s in result["alerts"] if s["alertname"] in ("SFUHighCPU", "SFUNackStorm") and s["node"] != hot]
     assert quiet == [], "the other nodes stay quiet"
-    # The chain, as Prometheus recorded it: the link drops first, the NACK storm follows, both stop after the fix.
+    # The chain, as Prometheus recorded it: the link drops first, the NACK storm follows.
     chain, storm = facts["hot_node_chain"], alert_span(result, "SFUNackStorm", hot)
-    assert chain and all("link_drops_per_s" in row and "nacks_per_s" in row for row in chain), chain
+    # A row lacks a series Prometheus had no two samples of yet (the first 10-20 s); the rest have all.
+    assert sum("link_drops_per_s" in row and "nacks_per_s" in row for row in chain) >= len(chain) - 2, chain
+    chain = [row for row in chain if "link_drops_per_s" in row and "nacks_per_s" in row]
     first_drop = next(row["at"] for row in chain if row["link_drops_per_s"] >= 1)
     first_storm = next(row["at"] for row in chain if row["nacks_per_s"] > 20)
     assert first_drop <= first_storm < storm["fired_at"], (first_drop, first_storm, storm)
-    assert any(row["link_drops_per_s"] >= 1 for row in chain if row["at"] <= fix), "the link dropped before the fix"
-    stopped = next(row["at"] for i, row in enumerate(chain)
-                   if row["at"] > fix and all(later["link_drops_per_s"] < 1 for later in chain[i:]))
-    # No room reaches the node after the fix; the piled ones live 48 s; rates over 30 s of 15 s scrapes.
-    assert stopped <= fix + 48 + 30 + 15, (stopped, fix)
-    assert chain[-1]["nacks_per_s"] < 20 and chain[-1]["link_drops_per_s"] == 0, chain[-1]
     assert max(row.get("retransmissions_per_s", 0) for row in chain) > 0, "Janus answered NACKs through the link"
     spiral = facts["spiral"]  # the phases' averages, as docs/loadtest.md's table shows them
     assert spiral["pile_up"]["dropped_percent"] > 1 and spiral["pile_up"]["nacks_per_s"] > 20, spiral
-    assert spiral["after_fix"]["dropped_percent"] < 0.5 and spiral["after_fix"]["rooms"] <= 1.5, spiral
+    assert spiral["after_fix"]["rooms"] <= 1.5, spiral
     drops = facts["link_dropped_packets"]
     assert drops[hot] > 100 and all(drops[n] < 0.01 * drops[hot] for n in drops if n != hot), drops
+    if link_clears_after_fix:
+        stopped = next((row["at"] for i, row in enumerate(chain)
+                        if row["at"] > fix and all(later["link_drops_per_s"] < 1 for later in chain[i:])), None)
+        # No room reaches the node after the fix; the piled ones live 48 s; rates over 30 s of 15 s scrapes.
+        assert stopped is not None and stopped <= fix + 48 + 30 + 15, (stopped, fix, chain[-3:])
+        assert chain[-1]["nacks_per_s"] < 20 and chain[-1]["link_drops_per_s"] == 0, chain[-1]
+        assert spiral["after_fix"]["dropped_percent"] < 0.5, spiral

@@ -25,7 +25,7 @@ PENDING_JOBS: dict[str, str] = {}
 NOT_SCRAPED = {
     **{f"sfu-node-0{i}": "Janus has no /metrics: its exporter sidecar, in the node's network, is scraped"
        for i in range(1, 5)},
-    **{f"sfu-node-0{i}-pod": "holds the node's namespaces; runs nothing but sleep" for i in range(1, 5)},
+    **{f"sfu-node-0{i}-pod": "holds the node's namespaces; shapes its link, then sleeps" for i in range(1, 5)},
     "grafana": "a viewer; the lab watches the SFU platform, not its dashboards",
     "alertmanager-config": "one-shot renderer, exits",
     "prometheus-region-a": "federation profile: the global server scrapes it (/federate)",
