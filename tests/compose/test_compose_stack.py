@@ -237,8 +237,8 @@ def test_the_ci_sized_incident_through_loadtest_bots_melts_the_hot_nodes_link_an
     """The whole story with the committed rules (for: 5m): alerts fire and resolve for sfu-node-04 only,
     the notifications reach the sink through Alertmanager, and the chain (link drops before the NACK
     storm, on sfu-node-04's pod only) is what the pod's shaped eth0 did. Unlike natively, the link is
-    not asserted clear after the fix: in one of two runs here the mega-room alone still dropped in
-    bursts after it (3.0 % against 3.6 % in the pile-up; docs/loadtest.md); facts.spiral records it."""
+    not asserted clear after the fix: in two of three runs here the mega-room alone still dropped in
+    bursts after it (2-3 %; docs/loadtest.md); facts.spiral records it."""
     control = ComposeControl(stack.client, PROJECT)
     sampler = CpuSampler(control, "sfu-node-04")
     sampler.start()
