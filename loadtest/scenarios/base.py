@@ -121,9 +121,9 @@ class Run:
     async def room_node(self, room: str) -> str | None:
         return (await self.admin_async("GET", "/admin/placement"))["rooms"].get(room)
 
-    async def query(self, promql: str) -> dict[str, float]:
-        """An instant query as {node or instance or '': value}."""
-        result = await asyncio.to_thread(query, self.endpoints.prometheus, promql)
+    async def query(self, promql: str, at: float | None = None) -> dict[str, float]:
+        """An instant query (now, or at the Unix time ``at``) as {node or instance or '': value}."""
+        result = await asyncio.to_thread(query, self.endpoints.prometheus, promql, at)
         return {s["metric"].get("node") or s["metric"].get("instance", ""): float(s["value"][1]) for s in result}
 
     # ---- watching ----------------------------------------------------------------------------------

@@ -115,15 +115,16 @@ async def record_chain(run: Run) -> list[dict[str, float]]:
     return [{"at": at, **values} for at, values in sorted(series.items())]
 
 
-SPIRAL = {  # each phase's totals on the hot node, over a window [d] ending at the phase's end
-    "rooms": 'avg_over_time(sfu_rooms_active{{node="{n}"}}[{d}s])',
-    "cpu_share_of_budget": 'avg_over_time(instance:sfu_process_cpu:budget_ratio_rate1m{{node="{n}"}}[{d}s])',
-    "link_kbit": '8 * sfu_link_capacity_bytes_per_second{{node="{n}"}} / 1000',
-    "sent_bytes": 'increase(sfu_link_sent_bytes_total{{node="{n}"}}[{d}s])',
-    "sent_packets": 'increase(sfu_link_sent_packets_total{{node="{n}"}}[{d}s])',
-    "dropped_packets": 'increase(sfu_link_dropped_packets_total{{node="{n}"}}[{d}s])',
-    "nacks": 'sum(increase(sfu_nacks_total{{node="{n}",direction="received"}}[{d}s]))',
-    "retransmissions": 'sum(increase(bot_retransmissions_received_total{{node="{n}"}}[{d}s]))',
+LINK_KBIT = f'8 * sfu_link_capacity_bytes_per_second{{node="{HOT_NODE}"}} / 1000'
+SPIRAL = {  # each phase's totals on the hot node, over a window [{d}s] ending at the phase's end
+    "rooms": f'avg_over_time(sfu_rooms_active{{node="{HOT_NODE}"}}[{{d}}s])',
+    "cpu_share_of_budget": f'avg_over_time(instance:sfu_process_cpu:budget_ratio_rate1m{{node="{HOT_NODE}"}}[{{d}}s])',
+    "link_kbit": LINK_KBIT,
+    "sent_bytes": f'increase(sfu_link_sent_bytes_total{{node="{HOT_NODE}"}}[{{d}}s])',
+    "sent_packets": f'increase(sfu_link_sent_packets_total{{node="{HOT_NODE}"}}[{{d}}s])',
+    "dropped_packets": f'increase(sfu_link_dropped_packets_total{{node="{HOT_NODE}"}}[{{d}}s])',
+    "nacks": f'sum(increase(sfu_nacks_total{{node="{HOT_NODE}",direction="received"}}[{{d}}s]))',
+    "retransmissions": f'sum(increase(bot_retransmissions_received_total{{node="{HOT_NODE}"}}[{{d}}s]))',
 }
 
 
@@ -132,12 +133,9 @@ async def spiral(run: Run, start: float, end: float) -> dict[str, float]:
     table shows it: offered load (sent + dropped packets at the mean packet size) against the link,
     drop %, NACKs/s, retransmissions/s and goodput (sent minus the retransmissions the bots received)."""
     seconds = max(1, round(end - start))
-    at = f"{run.started_wall + end:.3f}"
-    got: dict[str, float] = {}
-    for key, template in SPIRAL.items():
-        answer = await asyncio.to_thread(get_json, f"{run.endpoints.prometheus}/api/v1/query",
-                                         query=template.format(n=HOT_NODE, d=seconds), time=at)
-        got[key] = next((float(r["value"][1]) for r in answer["data"]["result"]), 0.0)
+    got = {key: next(iter((await run.query(promql.replace("{d}", str(seconds)), at=run.started_wall + end))
+                          .values()), 0.0)
+           for key, promql in SPIRAL.items()}
     sent_kbit = 8 * got["sent_bytes"] / seconds / 1000
     packets = got["sent_packets"] + got["dropped_packets"]
     mean_kbit = sent_kbit / got["sent_packets"] if got["sent_packets"] else 0.0  # per packet per second
@@ -156,7 +154,7 @@ async def watch_chain(run: Run) -> None:
         await asyncio.sleep(CHAIN_STEP_S)
         with contextlib.suppress(OSError, RuntimeError, ValueError):
             values = {key: (await run.query(promql)) for key, promql in CHAIN.items()}
-            capacity = await run.query(f'8 * sfu_link_capacity_bytes_per_second{{node="{HOT_NODE}"}} / 1000')
+            capacity = await run.query(LINK_KBIT)
             shown = {key: next(iter(v.values()), 0.0) for key, v in values.items()}
             run.echo(f"[{run.clock()}]   {HOT_NODE} link {shown['link_sent_kbit_per_s']:6.0f}/"
                      f"{next(iter(capacity.values()), 0.0):.0f} kbit/s, {shown['link_drops_per_s']:5.1f} drops/s, "
@@ -273,12 +271,11 @@ async def run_incident(run: Run) -> None:
         run.facts["node_budget_cores"] = (await run.query("sfu_cpu_budget_cores")).get(HOT_NODE)
         run.facts["link_dropped_packets"] = {node: int(v) for node, v in sorted(
             (await run.query("sfu_link_dropped_packets_total")).items())}
-        run.facts["node_link_kbit"] = round(8 * (await run.query("sfu_link_capacity_bytes_per_second")).get(
-            HOT_NODE, 0) / 1000)
+        run.facts["node_link_kbit"] = round(next(iter((await run.query(LINK_KBIT)).values()), 0))
         stop_piling.set()
         pile_up = next(p["at"] for p in run.phases if p["phase"] == "pile-up")
         fix, done = next(p["at"] for p in run.phases if p["phase"] == "fix"), run.elapsed()
-        with contextlib.suppress(OSError, ValueError, KeyError):
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
             run.facts["spiral"] = {"pile_up": await spiral(run, pile_up + CHAIN_STEP_S, fix),
                                    "after_fix": await spiral(run, min(fix + plan.room_lifetime, done - 20), done)}
         run.phase("done")

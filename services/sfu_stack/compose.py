@@ -43,6 +43,12 @@ def own_project(client: Any) -> str | None:
     return me.labels.get(PROJECT_LABEL)
 
 
+def _known(node: str) -> str:
+    if node not in topology.NODE_NAMES:
+        raise ComposeError(f"unknown SFU node {node!r}; known: {', '.join(topology.NODE_NAMES)}")
+    return node
+
+
 class ComposeControl:
     """SFU nodes of one Compose project: ``ComposeControl.from_env()`` finds the socket and project."""
 
@@ -73,9 +79,7 @@ class ComposeControl:
         return found[0]
 
     def _janus(self, node: str) -> Any:
-        if node not in topology.NODE_NAMES:
-            raise ComposeError(f"unknown SFU node {node!r}; known: {', '.join(topology.NODE_NAMES)}")
-        return self.container(node)
+        return self.container(_known(node))
 
     # ---- StackControl ----------------------------------------------------------------------------
     def nodes(self) -> tuple[str, ...]:
@@ -149,9 +153,7 @@ class ComposeControl:
     def link_kbit(self, node: str) -> int | None:
         """What the node's pod shaped its ``eth0`` to (``SFU_NODE_LINK_KBIT`` in its environment;
         the pod exits at start if ``tc`` refuses it, so a running pod has it)."""
-        if node not in topology.NODE_NAMES:
-            raise ComposeError(f"unknown SFU node {node!r}; known: {', '.join(topology.NODE_NAMES)}")
-        pod = self.container(topology.pod_service(node))
+        pod = self.container(topology.pod_service(_known(node)))
         env = dict(item.partition("=")[::2] for item in pod.attrs["Config"]["Env"] or [])
         return int(env["SFU_NODE_LINK_KBIT"]) if env.get("SFU_NODE_LINK_KBIT", "").strip() else None
 

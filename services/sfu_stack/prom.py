@@ -15,9 +15,11 @@ def get_json(url: str, **params: str) -> Any:
         return json.load(reply)
 
 
-def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    """An instant query's result vector; raises ``RuntimeError`` with Prometheus's error."""
-    answer = get_json(f"{prometheus_url}/api/v1/query", query=promql)
+def query(prometheus_url: str, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query's result vector (now, or at the Unix time ``at``); raises ``RuntimeError``
+    with Prometheus's error."""
+    params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+    answer = get_json(f"{prometheus_url}/api/v1/query", **params)
     if answer.get("status") != "success":
         raise RuntimeError(f"{promql}: {answer.get('error')}")
     return list(answer["data"]["result"])
